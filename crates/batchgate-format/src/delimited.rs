@@ -1,0 +1,342 @@
+//! Streams of varint-length-delimited `MetricFamily` messages.
+//!
+//! Decoding mirrors Pushgateway 1.5.1, which reads the body with `pbutil.ReadDelimited` until
+//! `io.EOF` and unmarshals each message with golang/protobuf 1.3: what that accepts is accepted
+//! here and its error texts are reproduced. Each message is first re-encoded canonically
+//! against the schema (fields with a wrong wire type dropped as Go drops them into unknown
+//! fields, strings made valid UTF-8, packed fields unpacked), then handed to prost.
+
+use prost::Message;
+use prost::encoding::encode_varint;
+
+use crate::proto::MetricFamily;
+
+/// Why a delimited body was rejected. Displays the text the reference answers with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Input ended inside a message, or inside a field of one.
+    #[error("unexpected EOF")]
+    UnexpectedEof,
+    /// Malformed data, with golang/protobuf's message (e.g. `invalid varint32 encountered`,
+    /// `proto: can't skip unknown wire type 7`).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Decodes every message until the end of input. Returns them in input order (duplicates kept;
+/// the caller decides which wins).
+///
+/// Like the reference, a stream that ends inside a length prefix, or right after a prefix
+/// announcing a non-empty message, ends cleanly (Go sees `io.EOF` there); a prefix longer than
+/// 5 bytes is `invalid varint32 encountered`; a message cut short is
+/// [`DecodeError::UnexpectedEof`]. Memory use is bounded by the input size.
+pub fn decode(input: &[u8]) -> Result<Vec<MetricFamily>, DecodeError> {
+    let mut rest = input;
+    let mut families = Vec::new();
+    loop {
+        let mut len = 0u64;
+        let mut n = 0;
+        loop {
+            if n == 5 {
+                return Err(DecodeError::Invalid("invalid varint32 encountered".into()));
+            }
+            let Some(&b) = rest.get(n) else {
+                return Ok(families);
+            };
+            len |= u64::from(b & 0x7f) << (7 * n);
+            n += 1;
+            if b < 0x80 {
+                break;
+            }
+        }
+        rest = &rest[n..];
+        if len > 0 && rest.is_empty() {
+            return Ok(families);
+        }
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|&l| l <= rest.len())
+            .ok_or(DecodeError::UnexpectedEof)?;
+        let (msg, tail) = rest.split_at(len);
+        let mut clean = Vec::with_capacity(len);
+        sanitize(Msg::Family, msg, &mut clean)?;
+        families.push(
+            MetricFamily::decode(clean.as_slice())
+                .map_err(|e| DecodeError::Invalid(e.to_string()))?,
+        );
+        rest = tail;
+    }
+}
+
+/// Appends one length-delimited message.
+pub fn encode(family: &MetricFamily, out: &mut Vec<u8>) {
+    let len = family.encoded_len();
+    out.reserve(len + 5);
+    encode_varint(len as u64, out);
+    // Encoding only fails when the buffer cannot grow, and a Vec always can.
+    let _ = family.encode(out);
+}
+
+/// The messages of `metrics.proto`.
+#[derive(Debug, Clone, Copy)]
+enum Msg {
+    Family,
+    Metric,
+    LabelPair,
+    Gauge,
+    Counter,
+    Quantile,
+    Summary,
+    Untyped,
+    Histogram,
+    Bucket,
+    BucketSpan,
+    Exemplar,
+    Timestamp,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Field {
+    Varint,
+    /// Go decodes zigzag from the 64-bit varint before truncating; prost truncates first.
+    Sint32,
+    Double,
+    Bytes,
+    Message(Msg),
+    RepeatedVarint,
+    RepeatedDouble,
+}
+
+impl Field {
+    fn accepts(self, wire: u8) -> bool {
+        match self {
+            Field::Varint | Field::Sint32 => wire == 0,
+            Field::Double => wire == 1,
+            Field::Bytes | Field::Message(_) => wire == 2,
+            Field::RepeatedVarint => wire == 0 || wire == 2,
+            Field::RepeatedDouble => wire == 1 || wire == 2,
+        }
+    }
+}
+
+impl Msg {
+    /// The Go type golang/protobuf names in its errors.
+    fn go_name(self) -> &'static str {
+        match self {
+            Msg::Family => "io_prometheus_client.MetricFamily",
+            Msg::Metric => "io_prometheus_client.Metric",
+            Msg::LabelPair => "io_prometheus_client.LabelPair",
+            Msg::Gauge => "io_prometheus_client.Gauge",
+            Msg::Counter => "io_prometheus_client.Counter",
+            Msg::Quantile => "io_prometheus_client.Quantile",
+            Msg::Summary => "io_prometheus_client.Summary",
+            Msg::Untyped => "io_prometheus_client.Untyped",
+            Msg::Histogram => "io_prometheus_client.Histogram",
+            Msg::Bucket => "io_prometheus_client.Bucket",
+            Msg::BucketSpan => "io_prometheus_client.BucketSpan",
+            Msg::Exemplar => "io_prometheus_client.Exemplar",
+            Msg::Timestamp => "timestamp.Timestamp",
+        }
+    }
+
+    /// A field's type, and whether the reference (client_model 0.3) knows it. Fields it does
+    /// not know (unit, created timestamps, native-histogram exemplars) it keeps as raw bytes.
+    fn field(self, tag: u64) -> Option<(Field, bool)> {
+        use Field::*;
+        let f = match (self, tag) {
+            (Msg::Family, 5) => return Some((Bytes, false)),
+            (Msg::Counter, 3) | (Msg::Summary, 4) | (Msg::Histogram, 15) => {
+                return Some((Message(Msg::Timestamp), false));
+            }
+            (Msg::Histogram, 16) => return Some((Message(Msg::Exemplar), false)),
+            (Msg::Family, 1 | 2) | (Msg::LabelPair, 1 | 2) => Bytes,
+            (Msg::Histogram, 5) | (Msg::BucketSpan, 1) => Sint32,
+            (Msg::Family, 3) | (Msg::BucketSpan, 2) | (Msg::Timestamp, 2) => Varint,
+            (Msg::Family, 4) => Message(Msg::Metric),
+            (Msg::Metric, 1) | (Msg::Exemplar, 1) => Message(Msg::LabelPair),
+            (Msg::Metric, 2) => Message(Msg::Gauge),
+            (Msg::Metric, 3) => Message(Msg::Counter),
+            (Msg::Metric, 4) => Message(Msg::Summary),
+            (Msg::Metric, 5) => Message(Msg::Untyped),
+            (Msg::Metric, 7) => Message(Msg::Histogram),
+            (Msg::Metric, 6) | (Msg::Summary | Msg::Histogram | Msg::Bucket, 1) => Varint,
+            (Msg::Histogram, 7) | (Msg::Timestamp, 1) => Varint,
+            (Msg::Gauge | Msg::Untyped | Msg::Counter | Msg::Quantile, 1) => Double,
+            (Msg::Quantile | Msg::Summary | Msg::Histogram | Msg::Bucket | Msg::Exemplar, 2) => {
+                Double
+            }
+            (Msg::Histogram | Msg::Bucket, 4) | (Msg::Histogram, 6 | 8) => Double,
+            (Msg::Counter, 2) | (Msg::Bucket, 3) => Message(Msg::Exemplar),
+            (Msg::Summary, 3) => Message(Msg::Quantile),
+            (Msg::Histogram, 3) => Message(Msg::Bucket),
+            (Msg::Histogram, 9 | 12) => Message(Msg::BucketSpan),
+            (Msg::Histogram, 10 | 13) => RepeatedVarint,
+            (Msg::Histogram, 11 | 14) => RepeatedDouble,
+            (Msg::Exemplar, 3) => Message(Msg::Timestamp),
+            _ => return None,
+        };
+        Some((f, true))
+    }
+}
+
+/// Re-encodes the fields of one message of type `ty` into `out`, with golang/protobuf 1.3's
+/// acceptance rules and errors.
+fn sanitize(ty: Msg, mut b: &[u8], out: &mut Vec<u8>) -> Result<(), DecodeError> {
+    while !b.is_empty() {
+        let key = varint(&mut b)?;
+        let (tag, wire) = (key >> 3, (key & 7) as u8);
+        if tag == 0 {
+            return Err(DecodeError::Invalid(format!(
+                "proto: {}: illegal tag 0 (wire type {wire})",
+                ty.go_name()
+            )));
+        }
+        match ty.field(tag) {
+            Some((field, true)) if field.accepts(wire) => {
+                copy_field(field, tag, wire, &mut b, out)?
+            }
+            Some((field, false)) if field.accepts(wire) => {
+                // Unknown to the reference, which only checks its framing and keeps the bytes.
+                // Keep it if it is valid in the newer schema; drop it otherwise.
+                let mut raw = b;
+                skip(wire, &mut b)?;
+                let mut tmp = Vec::new();
+                if copy_field(field, tag, wire, &mut raw, &mut tmp).is_ok() {
+                    out.extend_from_slice(&tmp);
+                }
+            }
+            // Unknown field or wrong wire type: Go keeps it as unknown bytes, prost cannot.
+            _ => skip(wire, &mut b)?,
+        }
+    }
+    Ok(())
+}
+
+fn copy_field(
+    field: Field,
+    tag: u64,
+    wire: u8,
+    b: &mut &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), DecodeError> {
+    let key = |out: &mut Vec<u8>, wire: u64| encode_varint(tag << 3 | wire, out);
+    match field {
+        Field::Varint | Field::Sint32 | Field::RepeatedVarint if wire == 0 => {
+            let mut v = varint(b)?;
+            if matches!(field, Field::Sint32) {
+                let go = ((v >> 1) as i32) ^ -((v & 1) as i32);
+                v = u64::from(((go << 1) ^ (go >> 31)) as u32);
+            }
+            key(out, 0);
+            encode_varint(v, out);
+        }
+        Field::Double | Field::RepeatedDouble if wire == 1 => {
+            let v = take(b, 8)?;
+            key(out, 1);
+            out.extend_from_slice(v);
+        }
+        Field::RepeatedVarint => {
+            let mut packed = length_delimited(b)?;
+            while !packed.is_empty() {
+                let v = varint(&mut packed)?;
+                key(out, 0);
+                encode_varint(v, out);
+            }
+        }
+        Field::RepeatedDouble => {
+            let mut packed = length_delimited(b)?;
+            while !packed.is_empty() {
+                let v = take(&mut packed, 8)?;
+                key(out, 1);
+                out.extend_from_slice(v);
+            }
+        }
+        Field::Bytes => {
+            // proto2 strings are not validated by Go; ours must be UTF-8.
+            let s = String::from_utf8_lossy(length_delimited(b)?);
+            key(out, 2);
+            encode_varint(s.len() as u64, out);
+            out.extend_from_slice(s.as_bytes());
+        }
+        Field::Message(msg) => {
+            let mut inner = Vec::new();
+            sanitize(msg, length_delimited(b)?, &mut inner)?;
+            key(out, 2);
+            encode_varint(inner.len() as u64, out);
+            out.extend_from_slice(&inner);
+        }
+        // Wire types `accepts` rejects never get here; skip them all the same.
+        Field::Varint | Field::Sint32 | Field::Double => skip(wire, b)?,
+    }
+    Ok(())
+}
+
+/// golang/protobuf's `skipField`.
+fn skip(wire: u8, b: &mut &[u8]) -> Result<(), DecodeError> {
+    match wire {
+        0 => drop(varint(b)?),
+        1 => drop(take(b, 8)?),
+        2 => drop(length_delimited(b)?),
+        3 => skip_group(b)?,
+        5 => drop(take(b, 4)?),
+        _ => {
+            return Err(DecodeError::Invalid(format!(
+                "proto: can't skip unknown wire type {wire}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// golang/protobuf's `findEndGroup`: counts nesting only (end tags need not match), and any
+/// problem inside reads as a truncated input.
+fn skip_group(b: &mut &[u8]) -> Result<(), DecodeError> {
+    let mut depth = 1usize;
+    loop {
+        match varint(b)? & 7 {
+            0 => drop(varint(b)?),
+            1 => drop(take(b, 8)?),
+            2 => drop(length_delimited(b)?),
+            3 => depth += 1,
+            4 => {
+                depth -= 1;
+                if depth == 0 {
+                    return Ok(());
+                }
+            }
+            5 => drop(take(b, 4)?),
+            _ => return Err(DecodeError::UnexpectedEof),
+        }
+    }
+}
+
+/// golang/protobuf's `decodeVarint`: at most 10 bytes, the 10th below 2.
+fn varint(b: &mut &[u8]) -> Result<u64, DecodeError> {
+    let mut v = 0u64;
+    for (i, &byte) in b.iter().enumerate().take(10) {
+        if i == 9 && byte >= 2 {
+            break;
+        }
+        v |= u64::from(byte & 0x7f) << (7 * i);
+        if byte < 0x80 {
+            *b = &b[i + 1..];
+            return Ok(v);
+        }
+    }
+    Err(DecodeError::UnexpectedEof)
+}
+
+fn take<'a>(b: &mut &'a [u8], n: usize) -> Result<&'a [u8], DecodeError> {
+    if b.len() < n {
+        return Err(DecodeError::UnexpectedEof);
+    }
+    let (head, tail) = b.split_at(n);
+    *b = tail;
+    Ok(head)
+}
+
+fn length_delimited<'a>(b: &mut &'a [u8]) -> Result<&'a [u8], DecodeError> {
+    let len = varint(b)?;
+    let len = usize::try_from(len).map_err(|_| DecodeError::UnexpectedEof)?;
+    take(b, len)
+}

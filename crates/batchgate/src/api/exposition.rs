@@ -1,0 +1,150 @@
+//! `GET /metrics`: every pushed family merged across groups plus batchgate's own metrics, sorted
+//! and formatted exactly as the Pushgateway's `promhttp` handler does, in the text format or
+//! delimited protobuf, gzip-compressed when asked.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use batchgate_format::{Metric, MetricFamily, delimited, text};
+
+use super::App;
+
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub const PROTOBUF_CONTENT_TYPE: &str =
+    "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
+
+/// client_golang's metric order: fewer labels first, then label values position by position.
+/// Ties (same values under other names) are ordered by label names, so output is stable.
+fn compare_metrics(a: &Metric, b: &Metric) -> Ordering {
+    a.label
+        .len()
+        .cmp(&b.label.len())
+        .then_with(|| {
+            a.label
+                .iter()
+                .map(|l| &l.value)
+                .cmp(b.label.iter().map(|l| &l.value))
+        })
+        .then_with(|| {
+            a.label
+                .iter()
+                .map(|l| &l.name)
+                .cmp(b.label.iter().map(|l| &l.name))
+        })
+}
+
+/// All families to expose, merged by name and sorted. batchgate's own families come first, so
+/// a pushed family of the same name takes their help; otherwise the help of the first group in
+/// grouping-key order wins (the Pushgateway picks one at random).
+pub fn gather(app: &App) -> Vec<MetricFamily> {
+    let mut merged: BTreeMap<String, MetricFamily> = BTreeMap::new();
+    for family in app.telemetry.families() {
+        merged.insert(family.name.clone().unwrap_or_default(), family);
+    }
+    for (_, group) in app.store.snapshot() {
+        for (name, stored) in &group.families {
+            match merged.get_mut(name) {
+                Some(existing) => existing.metric.extend(stored.family.metric.iter().cloned()),
+                None => {
+                    merged.insert(name.clone(), stored.family.clone());
+                }
+            }
+        }
+    }
+    merged
+        .into_values()
+        .filter(|f| !f.metric.is_empty())
+        .map(|mut f| {
+            f.metric.sort_by(compare_metrics);
+            f
+        })
+        .collect()
+}
+
+/// promhttp's negotiation: delimited protobuf when the client accepts it, else text 0.0.4.
+fn wants_protobuf(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|part| {
+            let mut params = part.split(';').map(str::trim);
+            params.next() == Some("application/vnd.google.protobuf")
+                && params
+                    .clone()
+                    .any(|p| p == "proto=io.prometheus.client.MetricFamily")
+                && params.any(|p| p == "encoding=delimited")
+        })
+}
+
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|p| p == "gzip" || p.starts_with("gzip;"))
+}
+
+pub async fn serve(app: Arc<App>, headers: &HeaderMap) -> Response {
+    let protobuf = wants_protobuf(headers);
+    let gzip = accepts_gzip(headers);
+    let encoded = tokio::task::spawn_blocking(move || {
+        let families = gather(&app);
+        let mut body = Vec::with_capacity(1 << 16);
+        for family in &families {
+            if protobuf {
+                delimited::encode(family, &mut body);
+            } else {
+                text::write_family(&mut body, family);
+            }
+        }
+        if gzip {
+            let mut enc = flate2::write::GzEncoder::new(
+                Vec::with_capacity(body.len() / 8),
+                flate2::Compression::fast(),
+            );
+            enc.write_all(&body).and_then(|_| enc.finish())
+        } else {
+            Ok(body)
+        }
+    })
+    .await;
+    let body = match encoded {
+        Ok(Ok(body)) => body,
+        Ok(Err(e)) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot compress the exposition: {e}"),
+            )
+                .into_response();
+        }
+        Err(e) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("exposition failed: {e}"),
+            )
+                .into_response();
+        }
+    };
+    let mut response = body.into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(if protobuf {
+            PROTOBUF_CONTENT_TYPE
+        } else {
+            TEXT_CONTENT_TYPE
+        }),
+    );
+    if gzip {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    response
+}

@@ -1,0 +1,9 @@
+//! batchgate: a durable, batch-job-aware drop-in replacement for the Prometheus Pushgateway.
+//!
+//! Data flows one way: HTTP ([`api`]) → [`store`] → pages ([`ui`]) and exposition.
+
+pub mod api;
+pub mod serve;
+pub mod store;
+pub mod telemetry;
+pub mod ui;

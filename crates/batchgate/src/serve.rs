@@ -1,0 +1,219 @@
+//! `batchgate serve`: flags (the Pushgateway's names where a flag exists in both), start-up and
+//! graceful shutdown.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+use crate::api::push::Limits;
+use crate::api::{self, App};
+use crate::store::MetricStore;
+use crate::store::sqlite::SqliteBackend;
+use crate::telemetry::Telemetry;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on for the web interface, API and telemetry.
+    #[arg(long = "web.listen-address", default_value = ":9091")]
+    pub listen_address: String,
+    /// Path under which to expose metrics.
+    #[arg(long = "web.telemetry-path", default_value = "/metrics")]
+    pub telemetry_path: String,
+    /// The URL under which batchgate is reachable from outside; its path is the default route prefix.
+    #[arg(long = "web.external-url", default_value = "")]
+    pub external_url: String,
+    /// Prefix for all routes (defaults to the path of --web.external-url).
+    #[arg(long = "web.route-prefix", default_value = "")]
+    pub route_prefix: String,
+    /// Enable shutdown via HTTP request (PUT or POST /-/quit).
+    #[arg(long = "web.enable-lifecycle")]
+    pub enable_lifecycle: bool,
+    /// Enable API endpoints for administration actions (PUT /api/v1/admin/wipe).
+    #[arg(long = "web.enable-admin-api")]
+    pub enable_admin_api: bool,
+    /// Directory holding the data file (batchgate.db). Every acknowledged push is in it.
+    #[arg(long = "storage.path", default_value = "./batchgate-data")]
+    pub storage_path: PathBuf,
+    /// Accepted for compatibility; batchgate always checks consistency (it costs O(series pushed)).
+    #[arg(long = "push.disable-consistency-check")]
+    pub disable_consistency_check: bool,
+    /// Largest push body accepted, in bytes, before and after decompression.
+    #[arg(long = "push.max-body-bytes", default_value_t = Limits::default().max_body_bytes)]
+    pub max_body_bytes: usize,
+    /// Most series (samples) one push may carry.
+    #[arg(long = "push.max-series", default_value_t = Limits::default().max_series)]
+    pub max_series: usize,
+    /// Most labels one pushed series may have once grouping labels are added.
+    #[arg(long = "push.max-labels-per-series", default_value_t = Limits::default().max_labels_per_series)]
+    pub max_labels_per_series: usize,
+    /// Longest label value accepted, in bytes.
+    #[arg(long = "push.max-label-value-length", default_value_t = Limits::default().max_label_value_length)]
+    pub max_label_value_length: usize,
+    /// Only log messages with the given severity or above: debug, info, warn, error.
+    #[arg(long = "log.level", default_value = "info")]
+    pub log_level: String,
+    /// Output format of log messages: logfmt or json.
+    #[arg(long = "log.format", default_value = "logfmt")]
+    pub log_format: String,
+}
+
+impl ServeArgs {
+    /// The route prefix as the Pushgateway computes it: from the flag, else the external URL's
+    /// path; `/` becomes empty; otherwise it starts and does not end with `/`.
+    fn route_prefix(&self) -> String {
+        let raw = if self.route_prefix.is_empty() {
+            self.external_url
+                .split_once("://")
+                .map_or("", |(_, rest)| rest.find('/').map_or("", |i| &rest[i..]))
+        } else {
+            self.route_prefix.as_str()
+        };
+        let trimmed = raw.trim_end_matches('/');
+        if trimmed.is_empty() {
+            String::new()
+        } else {
+            format!("/{}", trimmed.trim_start_matches('/'))
+        }
+    }
+
+    fn flags(&self) -> BTreeMap<String, String> {
+        [
+            ("web.listen-address", self.listen_address.clone()),
+            ("web.telemetry-path", self.telemetry_path.clone()),
+            ("web.external-url", self.external_url.clone()),
+            ("web.route-prefix", self.route_prefix.clone()),
+            ("web.enable-lifecycle", self.enable_lifecycle.to_string()),
+            ("web.enable-admin-api", self.enable_admin_api.to_string()),
+            ("storage.path", self.storage_path.display().to_string()),
+            (
+                "push.disable-consistency-check",
+                self.disable_consistency_check.to_string(),
+            ),
+            ("push.max-body-bytes", self.max_body_bytes.to_string()),
+            ("push.max-series", self.max_series.to_string()),
+            (
+                "push.max-labels-per-series",
+                self.max_labels_per_series.to_string(),
+            ),
+            (
+                "push.max-label-value-length",
+                self.max_label_value_length.to_string(),
+            ),
+            ("log.level", self.log_level.clone()),
+            ("log.format", self.log_format.clone()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    fn listen_address(&self) -> String {
+        match self.listen_address.strip_prefix(':') {
+            Some(port) => format!("[::]:{port}"),
+            None => self.listen_address.clone(),
+        }
+    }
+}
+
+async fn shutdown_signal(quit: Arc<App>) {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("received SIGINT, shutting down"),
+        _ = terminate => tracing::info!("received SIGTERM, shutting down"),
+        _ = quit.quit.notified() => tracing::info!("received /-/quit, shutting down"),
+    }
+}
+
+pub fn init_logging(level: &str, format: &str) -> anyhow::Result<()> {
+    let filter = match level {
+        "debug" | "info" | "warn" | "error" => {
+            tracing_subscriber::EnvFilter::new(format!("batchgate={level},warn"))
+        }
+        other => bail!("--log.level={other:?} is not one of debug, info, warn, error"),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        "logfmt" => builder.init(),
+        "json" => builder.json().init(),
+        other => bail!("--log.format={other:?} is not one of logfmt, json"),
+    }
+    Ok(())
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    if args.disable_consistency_check {
+        tracing::warn!(
+            "--push.disable-consistency-check has no effect: batchgate checks every push in O(series pushed) and never stores inconsistent metrics"
+        );
+    }
+    let telemetry = Arc::new(Telemetry::new());
+    let backend = SqliteBackend::open(&args.storage_path)?;
+    let path = backend.path().display().to_string();
+    let (store, writer) =
+        MetricStore::open(Box::new(backend), Telemetry::own_types(), telemetry.clone())?;
+    tracing::info!(path, groups = store.snapshot().len(), "storage opened");
+
+    let app = Arc::new(App {
+        store,
+        telemetry,
+        route_prefix: args.route_prefix(),
+        telemetry_path: if args.telemetry_path.starts_with('/') {
+            args.telemetry_path.clone()
+        } else {
+            format!("/{}", args.telemetry_path)
+        },
+        enable_lifecycle: args.enable_lifecycle,
+        enable_admin_api: args.enable_admin_api,
+        limits: Limits {
+            max_body_bytes: args.max_body_bytes,
+            max_series: args.max_series,
+            max_labels_per_series: args.max_labels_per_series,
+            max_label_value_length: args.max_label_value_length,
+        },
+        flags: args.flags(),
+        quit: Notify::new(),
+    });
+    let addr = args.listen_address();
+    let listener = match TcpListener::bind(&addr).await {
+        Ok(l) => l,
+        Err(_) if addr.starts_with("[::]") => {
+            TcpListener::bind(addr.replacen("[::]", "0.0.0.0", 1))
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot listen on {}; is another process using the port?",
+                        args.listen_address
+                    )
+                })?
+        }
+        Err(e) => bail!(
+            "cannot listen on {}: {e}; is another process using the port?",
+            args.listen_address
+        ),
+    };
+    tracing::info!(address = %listener.local_addr()?, "listening");
+    let router = axum::Router::new()
+        .fallback(api::dispatch)
+        .with_state(app.clone());
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal(app.clone()))
+        .await?;
+    drop(app);
+    // The writer ends once the last handle to the store is gone, after committing what is queued.
+    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,326 @@
+//! The single writer: validates writes in arrival order, commits each batch in one durable
+//! transaction (group commit: concurrent pushes share one fsync), then publishes the batch to
+//! readers and answers every caller. Nothing is acknowledged, nor visible to scrapes, before it
+//! is on disk.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use batchgate_format::{MetricFamily, MetricType};
+use tokio::sync::{mpsc, oneshot};
+
+use super::consistency::{Index, has_timestamps, sanitize};
+use super::{
+    Backend, Group, GroupKey, Labels, PUSH_FAILURE_TIME, PUSH_TIME, Published, StorageError,
+    StoredFamily, timestamp_gauge,
+};
+use crate::telemetry::Telemetry;
+
+/// Most writes committed in one transaction.
+const MAX_BATCH: usize = 1024;
+/// Writes waiting for the writer before callers wait to enqueue.
+const QUEUE: usize = 4096;
+
+#[derive(Debug)]
+pub enum WriteKind {
+    /// PUT (`replace`) or POST.
+    Push {
+        families: Vec<MetricFamily>,
+        replace: bool,
+    },
+    /// DELETE of exactly one grouping key.
+    Delete,
+    /// Delete every group.
+    Wipe,
+}
+
+#[derive(Debug)]
+pub struct WriteRequest {
+    /// Grouping labels, `job` included.
+    pub labels: Labels,
+    /// When the request arrived, Unix nanoseconds.
+    pub time_ns: i64,
+    pub kind: WriteKind,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PushError {
+    /// The push would make the store inconsistent, or carries timestamps (a 400).
+    #[error("{0}")]
+    Rejected(String),
+    /// The change could not be made durable; nothing was applied (a 500).
+    #[error("{0}")]
+    Storage(String),
+    #[error("batchgate is shutting down; retry against a running instance")]
+    ShuttingDown,
+}
+
+type Job = (WriteRequest, oneshot::Sender<Result<(), PushError>>);
+
+/// The handle the HTTP side uses: submit writes, read committed groups.
+#[derive(Clone)]
+pub struct MetricStore {
+    tx: mpsc::Sender<Job>,
+    published: Arc<Published>,
+}
+
+impl MetricStore {
+    /// Loads every stored group and starts the writer thread. `own` names batchgate's own
+    /// metric families, which pushed families must agree with on type.
+    pub fn open(
+        mut backend: Box<dyn Backend>,
+        own: HashMap<String, MetricType>,
+        telemetry: Arc<Telemetry>,
+    ) -> Result<(MetricStore, std::thread::JoinHandle<()>), StorageError> {
+        let loaded = backend.load()?;
+        let published = Arc::new(Published::default());
+        published.apply(
+            loaded
+                .into_iter()
+                .map(|(k, g)| (k, Some(Arc::new(g))))
+                .collect(),
+        );
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let mut writer = Writer {
+            backend,
+            index: Index::new(own.clone()),
+            own,
+            published: published.clone(),
+            telemetry,
+        };
+        writer.rebuild_index();
+        let handle = std::thread::Builder::new()
+            .name("batchgate-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| StorageError::Io(format!("cannot start the writer thread: {e}")))?;
+        Ok((MetricStore { tx, published }, handle))
+    }
+
+    /// Applies one write and returns once it is durable (or rejected).
+    pub async fn write(&self, request: WriteRequest) -> Result<(), PushError> {
+        let (reply, done) = oneshot::channel();
+        self.tx
+            .send((request, reply))
+            .await
+            .map_err(|_| PushError::ShuttingDown)?;
+        done.await.unwrap_or(Err(PushError::ShuttingDown))
+    }
+
+    /// Every committed group, in grouping-key order.
+    pub fn snapshot(&self) -> Vec<(GroupKey, Arc<Group>)> {
+        self.published.snapshot()
+    }
+
+    /// Writes waiting for the writer.
+    pub fn queued(&self) -> usize {
+        QUEUE - self.tx.capacity()
+    }
+}
+
+struct Writer {
+    backend: Box<dyn Backend>,
+    index: Index,
+    own: HashMap<String, MetricType>,
+    published: Arc<Published>,
+    telemetry: Arc<Telemetry>,
+}
+
+/// Groups changed by the batch so far (`None`: deleted), on top of the published state.
+type Overlay = BTreeMap<GroupKey, Option<Arc<Group>>>;
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            let mut overlay = Overlay::new();
+            let mut replies = Vec::with_capacity(batch.len());
+            for (request, reply) in batch {
+                replies.push((self.apply(request, &mut overlay), reply));
+            }
+            let changes: Vec<_> = overlay.into_iter().collect();
+            let started = Instant::now();
+            let committed = if changes.is_empty() {
+                Ok(())
+            } else {
+                self.backend.commit(&changes)
+            };
+            self.telemetry.observe_commit(
+                started.elapsed().as_secs_f64(),
+                replies.len(),
+                committed.is_ok(),
+            );
+            match committed {
+                Ok(()) => {
+                    self.published.apply(changes);
+                    let groups = self.published.len();
+                    self.telemetry
+                        .set_store_size(groups, self.index.series_count() + 2 * groups);
+                    for (result, reply) in replies {
+                        let _ = reply.send(result);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "commit failed; the batch was not applied");
+                    self.rebuild_index();
+                    let err = PushError::Storage(format!("{e}; nothing was stored, retry later"));
+                    for (_, reply) in replies {
+                        let _ = reply.send(Err(err.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The index as the published state defines it (at start, and after a failed commit).
+    fn rebuild_index(&mut self) {
+        self.index = Index::new(self.own.clone());
+        for (_, group) in self.published.snapshot() {
+            self.index
+                .add_trusted(group.families.values().map(|f| &f.family));
+        }
+    }
+
+    fn current(&self, overlay: &Overlay, key: &GroupKey) -> Option<Arc<Group>> {
+        match overlay.get(key) {
+            Some(g) => g.clone(),
+            None => self.published.get(key),
+        }
+    }
+
+    fn apply(&mut self, request: WriteRequest, overlay: &mut Overlay) -> Result<(), PushError> {
+        let key = GroupKey::new(&request.labels);
+        let current = self.current(overlay, &key);
+        match request.kind {
+            WriteKind::Delete => {
+                if let Some(group) = current {
+                    self.index
+                        .remove(group.families.values().map(|f| &f.family));
+                    overlay.insert(key, None);
+                }
+                Ok(())
+            }
+            WriteKind::Wipe => {
+                let keys: HashSet<GroupKey> = self
+                    .published
+                    .snapshot()
+                    .into_iter()
+                    .map(|(k, _)| k)
+                    .chain(overlay.keys().cloned())
+                    .collect();
+                for k in keys {
+                    overlay.insert(k, None);
+                }
+                self.index = Index::new(self.own.clone());
+                Ok(())
+            }
+            WriteKind::Push { families, replace } => {
+                let time_ns = request.time_ns;
+                let labels = request.labels;
+                match self.push(current.as_deref(), &labels, families, replace, time_ns) {
+                    Ok(group) => {
+                        overlay.insert(key, Some(Arc::new(group)));
+                        Ok(())
+                    }
+                    Err(reason) => {
+                        // As the Pushgateway does: record the failure on the group (creating it if
+                        // need be) so `push_failure_time_seconds` shows it. Keys are canonical, so
+                        // such a group can never collide with another one.
+                        let mut group = current.map(|g| (*g).clone()).unwrap_or_else(|| Group {
+                            labels: labels.clone(),
+                            ..Group::default()
+                        });
+                        group.families.insert(
+                            PUSH_FAILURE_TIME.into(),
+                            StoredFamily {
+                                time_ns,
+                                family: timestamp_gauge(PUSH_FAILURE_TIME, &labels, time_ns),
+                            },
+                        );
+                        group
+                            .families
+                            .entry(PUSH_TIME.into())
+                            .or_insert_with(|| StoredFamily {
+                                time_ns,
+                                family: timestamp_gauge(PUSH_TIME, &labels, 0),
+                            });
+                        overlay.insert(key, Some(Arc::new(group)));
+                        Err(PushError::Rejected(reason))
+                    }
+                }
+            }
+        }
+    }
+
+    /// The group after a successful push, with the index updated; or why the push is refused
+    /// (index unchanged).
+    fn push(
+        &mut self,
+        current: Option<&Group>,
+        labels: &Labels,
+        families: Vec<MetricFamily>,
+        replace: bool,
+        time_ns: i64,
+    ) -> Result<Group, String> {
+        if has_timestamps(&families) {
+            return Err("pushed metrics must not have timestamps".into());
+        }
+        // One family per name, the last one winning (protobuf bodies may repeat a name); the
+        // synthetic timestamps are batchgate's to write.
+        let mut pushed: BTreeMap<String, MetricFamily> = BTreeMap::new();
+        for mut family in families {
+            let name = family.name.clone().unwrap_or_default();
+            if name == PUSH_TIME || name == PUSH_FAILURE_TIME {
+                continue;
+            }
+            sanitize(&mut family, labels);
+            pushed.insert(name, family);
+        }
+        let old: Vec<&MetricFamily> = current
+            .map(|g| {
+                g.families
+                    .iter()
+                    .filter(|(name, _)| replace || pushed.contains_key(*name))
+                    .map(|(_, f)| &f.family)
+                    .filter(|f| Index::indexed(f))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let new: Vec<&MetricFamily> = pushed.values().collect();
+        self.index.replace(&old, &new)?;
+
+        let mut group = current.cloned().unwrap_or_default();
+        group.labels = labels.clone();
+        if replace {
+            group
+                .families
+                .retain(|name, _| name == PUSH_TIME || name == PUSH_FAILURE_TIME);
+        }
+        for (name, family) in pushed {
+            group
+                .families
+                .insert(name, StoredFamily { time_ns, family });
+        }
+        group.families.insert(
+            PUSH_TIME.into(),
+            StoredFamily {
+                time_ns,
+                family: timestamp_gauge(PUSH_TIME, labels, time_ns),
+            },
+        );
+        group
+            .families
+            .entry(PUSH_FAILURE_TIME.into())
+            .or_insert_with(|| StoredFamily {
+                time_ns,
+                family: timestamp_gauge(PUSH_FAILURE_TIME, labels, 0),
+            });
+        Ok(group)
+    }
+}

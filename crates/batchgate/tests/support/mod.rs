@@ -1,0 +1,283 @@
+//! Starts and stops the real processes the integration tests talk to: batchgate itself and the
+//! reference parts (Debian's `prometheus-pushgateway`, `prometheus`), each on 127.0.0.1 on a free
+//! port, killed when dropped.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (the listener is closed before the port is used, so two tests
+/// racing for it is possible but rare; `start` retries on a port clash).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port on 127.0.0.1")
+}
+
+/// Path of a system binary the tests need, or a panic that says how to get it.
+pub fn require(binary: &str) -> PathBuf {
+    for dir in ["/usr/bin", "/usr/local/bin", "/usr/sbin"] {
+        let p = Path::new(dir).join(binary);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("{binary} is not installed; run `scripts/install-deps` (Debian packages) and retry");
+}
+
+pub fn batchgate_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_batchgate"))
+}
+
+/// A running server process.
+pub struct Server {
+    child: Child,
+    pub port: u16,
+    /// `http://127.0.0.1:PORT` (plus the route prefix, if one was given by the caller).
+    pub url: String,
+    /// Keeps the data directory alive as long as the server when the test did not supply one.
+    _dir: Option<tempfile::TempDir>,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Server {
+    /// batchgate with a fresh data directory.
+    pub fn batchgate(args: &[&str]) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        let mut s = Server::batchgate_at(&data, args);
+        s._dir = Some(dir);
+        s
+    }
+
+    /// batchgate on a given data directory (to restart over the same store).
+    pub fn batchgate_at(data: &Path, args: &[&str]) -> Server {
+        let data_arg = format!("--storage.path={}", data.display());
+        let mut all = vec!["serve", data_arg.as_str()];
+        all.extend_from_slice(args);
+        Server::start(&batchgate_bin(), &all, data.to_path_buf())
+    }
+
+    /// The reference Pushgateway (Debian `prometheus-pushgateway`), memory only.
+    ///
+    /// Debian's build defaults `--persistence.file` to `/var/lib/prometheus/pushgateway.data`, a
+    /// file shared by every instance (each would restore the others' groups, and `/-/quit` writes
+    /// it), so unless the caller names a file, persistence is turned off.
+    pub fn pushgateway(args: &[&str]) -> Server {
+        let bin = require("prometheus-pushgateway");
+        let dir = std::env::temp_dir();
+        let mut all = args.to_vec();
+        if !args.iter().any(|a| a.starts_with("--persistence.file")) {
+            all.push("--persistence.file=");
+        }
+        let mut s = Server::start(&bin, &all, dir);
+        s._dir = None;
+        s
+    }
+
+    /// Starts `bin` with `--web.listen-address=127.0.0.1:PORT` and waits for `/-/ready`.
+    pub fn start(bin: &Path, args: &[&str], data_dir: PathBuf) -> Server {
+        let mut last_err = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            let log = std::env::temp_dir().join(format!(
+                "{}-{}-{}.log",
+                bin.file_name().and_then(|n| n.to_str()).unwrap_or("server"),
+                std::process::id(),
+                port
+            ));
+            let logf = std::fs::File::create(&log).expect("log file");
+            let listen = format!("--web.listen-address=127.0.0.1:{port}");
+            let child = Command::new(bin)
+                .args(args)
+                .arg(&listen)
+                .stdin(Stdio::null())
+                .stdout(logf.try_clone().expect("log file"))
+                .stderr(logf)
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+            let prefix = args
+                .iter()
+                .find_map(|a| a.strip_prefix("--web.route-prefix="))
+                .map(|p| p.trim_end_matches('/').to_string())
+                .unwrap_or_default();
+            let mut s = Server {
+                child,
+                port,
+                url: format!("http://127.0.0.1:{port}{prefix}"),
+                _dir: None,
+                data_dir: data_dir.clone(),
+                log,
+            };
+            match s.wait_ready(Duration::from_secs(30)) {
+                Ok(()) => return s,
+                Err(e) => last_err = e,
+            }
+        }
+        panic!("{} did not become ready: {last_err}", bin.display());
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        let url = format!("{}/-/ready", self.url);
+        let client = reqwest::blocking::Client::new();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!(
+                    "exited with {status}; log:\n{}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                ));
+            }
+            if let Ok(r) = client.get(&url).timeout(Duration::from_secs(2)).send()
+                && r.status().is_success()
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                return Err(format!(
+                    "timed out; log:\n{}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// `kill -9`: no shutdown hook runs.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        self.child.wait().expect("wait for server")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A real Prometheus (Debian `prometheus`, 2.42) scraping `target` (`HOST:PORT`) every second with
+/// `honor_labels: true`, with its TSDB in a temporary directory; ready when this returns.
+pub fn prometheus(target: &str, metrics_path: &str) -> Server {
+    let bin = require("prometheus");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+             scrape_configs:\n  - job_name: gateway\n    honor_labels: true\n    \
+             metrics_path: '{metrics_path}'\n    static_configs:\n      - targets: ['{target}']\n"
+        ),
+    )
+    .expect("write prometheus.yml");
+    let config_arg = format!("--config.file={}", config.display());
+    let tsdb_arg = format!("--storage.tsdb.path={}", dir.path().join("tsdb").display());
+    let mut s = Server::start(&bin, &[&config_arg, &tsdb_arg], dir.path().to_path_buf());
+    s._dir = Some(dir);
+    s
+}
+
+/// One sample of the text exposition format.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// Parses a value as the text format writes it (`+Inf`, `-Inf`, `NaN` or a float).
+pub fn parse_value(s: &str) -> Option<f64> {
+    match s {
+        "+Inf" | "Inf" => Some(f64::INFINITY),
+        "-Inf" => Some(f64::NEG_INFINITY),
+        "NaN" => Some(f64::NAN),
+        _ => s.parse().ok(),
+    }
+}
+
+fn unparseable<T>(line: &str) -> T {
+    panic!("unparseable exposition line: {line:?}")
+}
+
+/// Parses the samples of a text-format (0.0.4) exposition; comments are skipped. Panics on a line
+/// it cannot parse, quoting it.
+pub fn parse_exposition(text: &str) -> Vec<Sample> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let name_end = line.find(['{', ' ']).unwrap_or_else(|| unparseable(line));
+        let name = line[..name_end].to_string();
+        let mut labels = std::collections::BTreeMap::new();
+        let mut rest = &line[name_end..];
+        if let Some(mut r) = rest.strip_prefix('{') {
+            loop {
+                r = r.trim_start_matches([',', ' ']);
+                if let Some(after) = r.strip_prefix('}') {
+                    rest = after;
+                    break;
+                }
+                let eq = r.find('=').unwrap_or_else(|| unparseable(line));
+                let label = r[..eq].trim().to_string();
+                let body = r[eq + 1..]
+                    .strip_prefix('"')
+                    .unwrap_or_else(|| unparseable(line));
+                let mut value = String::new();
+                let mut end = None;
+                let mut chars = body.char_indices();
+                while let Some((i, c)) = chars.next() {
+                    match c {
+                        '"' => {
+                            end = Some(i + 1);
+                            break;
+                        }
+                        '\\' => match chars.next() {
+                            Some((_, 'n')) => value.push('\n'),
+                            Some((_, c)) => value.push(c),
+                            None => unparseable::<()>(line),
+                        },
+                        c => value.push(c),
+                    }
+                }
+                r = &body[end.unwrap_or_else(|| unparseable(line))..];
+                labels.insert(label, value);
+            }
+        }
+        let value = rest
+            .split_whitespace()
+            .next()
+            .and_then(parse_value)
+            .unwrap_or_else(|| unparseable(line));
+        out.push(Sample {
+            name,
+            labels,
+            value,
+        });
+    }
+    out
+}
