@@ -60,10 +60,7 @@ pub fn decode(input: &[u8]) -> Result<Vec<MetricFamily>, DecodeError> {
         let (msg, tail) = rest.split_at(len);
         let mut clean = Vec::with_capacity(len);
         sanitize(Msg::Family, msg, &mut clean)?;
-        families.push(
-            MetricFamily::decode(clean.as_slice())
-                .map_err(|e| DecodeError::Invalid(e.to_string()))?,
-        );
+        families.push(MetricFamily::decode(clean.as_slice()).map_err(|e| DecodeError::Invalid(e.to_string()))?);
         rest = tail;
     }
 }
@@ -162,9 +159,7 @@ impl Msg {
             (Msg::Metric, 6) | (Msg::Summary | Msg::Histogram | Msg::Bucket, 1) => Varint,
             (Msg::Histogram, 7) | (Msg::Timestamp, 1) => Varint,
             (Msg::Gauge | Msg::Untyped | Msg::Counter | Msg::Quantile, 1) => Double,
-            (Msg::Quantile | Msg::Summary | Msg::Histogram | Msg::Bucket | Msg::Exemplar, 2) => {
-                Double
-            }
+            (Msg::Quantile | Msg::Summary | Msg::Histogram | Msg::Bucket | Msg::Exemplar, 2) => Double,
             (Msg::Histogram | Msg::Bucket, 4) | (Msg::Histogram, 6 | 8) => Double,
             (Msg::Counter, 2) | (Msg::Bucket, 3) => Message(Msg::Exemplar),
             (Msg::Summary, 3) => Message(Msg::Quantile),
@@ -192,9 +187,7 @@ fn sanitize(ty: Msg, mut b: &[u8], out: &mut Vec<u8>) -> Result<(), DecodeError>
             )));
         }
         match ty.field(tag) {
-            Some((field, true)) if field.accepts(wire) => {
-                copy_field(field, tag, wire, &mut b, out)?
-            }
+            Some((field, true)) if field.accepts(wire) => copy_field(field, tag, wire, &mut b, out)?,
             Some((field, false)) if field.accepts(wire) => {
                 // Unknown to the reference, which only checks its framing and keeps the bytes.
                 // Keep it if it is valid in the newer schema; drop it otherwise.
@@ -212,13 +205,7 @@ fn sanitize(ty: Msg, mut b: &[u8], out: &mut Vec<u8>) -> Result<(), DecodeError>
     Ok(())
 }
 
-fn copy_field(
-    field: Field,
-    tag: u64,
-    wire: u8,
-    b: &mut &[u8],
-    out: &mut Vec<u8>,
-) -> Result<(), DecodeError> {
+fn copy_field(field: Field, tag: u64, wire: u8, b: &mut &[u8], out: &mut Vec<u8>) -> Result<(), DecodeError> {
     let key = |out: &mut Vec<u8>, wire: u64| encode_varint(tag << 3 | wire, out);
     match field {
         Field::Varint | Field::Sint32 | Field::RepeatedVarint if wire == 0 => {

@@ -127,11 +127,7 @@ pub(crate) fn f64_to_u64(f: f64) -> u64 {
             1 << 63
         }
     };
-    if f < TWO_63 {
-        cvt(f)
-    } else {
-        cvt(f - TWO_63) | 1 << 63
-    }
+    if f < TWO_63 { cvt(f) } else { cvt(f - TWO_63) | 1 << 63 }
 }
 
 /// Go's `strconv.FormatFloat(f, 'g', -1, 64)` with `+Inf`, `-Inf`, `NaN`.
@@ -146,9 +142,7 @@ pub(crate) fn format_float(value: f64) -> String {
     // two candidates are equally close it rounds the tie up while Go rounds it to even. Exact
     // formatting with the same digit count rounds ties to even; keep it when it round-trips.
     let shortest = format!("{:e}", value.abs());
-    let precision = shortest
-        .split_once('e')
-        .map_or(0, |(m, _)| m.len().saturating_sub(2));
+    let precision = shortest.split_once('e').map_or(0, |(m, _)| m.len().saturating_sub(2));
     let even = format!("{:.*e}", precision, value.abs());
     let sci = if even.parse() == Ok(value.abs()) {
         even
@@ -232,8 +226,8 @@ mod tests {
             assert!(parse_float(ok.as_bytes()).is_some(), "{ok}");
         }
         for bad in [
-            "", ".", "+", "1e", "1e+", "+.e1", "1.5.5", "0x10", "0x1P3", "1_000", "1p3", "-nan",
-            "+nan", "infin", "1e400", "-1e400", "++1", " 1", "1\r",
+            "", ".", "+", "1e", "1e+", "+.e1", "1.5.5", "0x10", "0x1P3", "1_000", "1p3", "-nan", "+nan", "infin",
+            "1e400", "-1e400", "++1", " 1", "1\r",
         ] {
             assert!(parse_float(bad.as_bytes()).is_none(), "{bad}");
         }

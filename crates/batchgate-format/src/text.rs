@@ -8,8 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::go::{self, f64_to_u64, parse_float, quote, quote_byte};
 use crate::proto::{
-    Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType, Quantile,
-    Summary, Untyped,
+    Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType, Quantile, Summary, Untyped,
 };
 
 /// A text-format error, displayed as Go's `expfmt` displays it:
@@ -47,10 +46,7 @@ pub fn parse(input: &[u8]) -> Result<Vec<MetricFamily>, ParseError> {
             }
         };
     }
-    Ok(p.families
-        .into_iter()
-        .filter(|f| !f.metric.is_empty())
-        .collect())
+    Ok(p.families.into_iter().filter(|f| !f.metric.is_empty()).collect())
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -210,9 +206,7 @@ impl<'a> Parser<'a> {
             return fail!("invalid metric name");
         }
         self.set_or_create_family();
-        self.family()
-            .r#type
-            .get_or_insert(MetricType::Untyped as i32);
+        self.family().r#type.get_or_insert(MetricType::Untyped as i32);
         self.metric = Metric::default();
         self.label_names.clear();
         self.skip_blank_tab_if_current_blank_tab()?;
@@ -239,10 +233,7 @@ impl<'a> Parser<'a> {
         }
         self.token_label_name()?;
         if self.token.is_empty() {
-            return fail!(
-                "invalid label name for metric {}",
-                quote(self.family_name())
-            );
+            return fail!("invalid label name for metric {}", quote(self.family_name()));
         }
         self.label = ascii_string(&self.token);
         if self.label == "__name__" {
@@ -260,16 +251,10 @@ impl<'a> Parser<'a> {
         }
         self.skip_blank_tab_if_current_blank_tab()?;
         if self.byte != b'=' {
-            return fail!(
-                "expected '=' after label name, found {}",
-                quote_byte(self.byte)
-            );
+            return fail!("expected '=' after label name, found {}", quote_byte(self.byte));
         }
         if duplicate {
-            return fail!(
-                "duplicate label names for metric {}",
-                quote(self.family_name())
-            );
+            return fail!("duplicate label names for metric {}", quote(self.family_name()));
         }
         Ok(State::LabelValue)
     }
@@ -277,10 +262,7 @@ impl<'a> Parser<'a> {
     fn start_label_value(&mut self) -> Step {
         self.skip_blank_tab()?;
         if self.byte != b'"' {
-            return fail!(
-                "expected '\"' at start of label value, found {}",
-                quote_byte(self.byte)
-            );
+            return fail!("expected '\"' at start of label value, found {}", quote_byte(self.byte));
         }
         self.token_label_value()?;
         let Ok(value) = String::from_utf8(self.token.clone()) else {
@@ -292,10 +274,7 @@ impl<'a> Parser<'a> {
             pair.value = Some(value.clone());
         }
         // Summaries and histograms: `quantile`/`le` give the bound, the rest the grouping key.
-        for (ty, special) in [
-            (MetricType::Summary, "quantile"),
-            (MetricType::Histogram, "le"),
-        ] {
+        for (ty, special) in [(MetricType::Summary, "quantile"), (MetricType::Histogram, "le")] {
             if !self.is_type(ty) {
                 continue;
             }
@@ -304,10 +283,7 @@ impl<'a> Parser<'a> {
                 continue;
             }
             let Some(bound) = parse_float(value.as_bytes()) else {
-                return fail!(
-                    "expected float as value for '{special}' label, got {}",
-                    quote(&value)
-                );
+                return fail!("expected float as value for '{special}' label, got {}", quote(&value));
             };
             self.bound = bound;
         }
@@ -416,10 +392,7 @@ impl<'a> Parser<'a> {
 
     fn reading_help(&mut self) -> Step {
         if self.family().help.is_some() {
-            return fail!(
-                "second HELP line for metric name {}",
-                quote(self.family_name())
-            );
+            return fail!("second HELP line for metric name {}", quote(self.family_name()));
         }
         self.token_until_newline(true)?;
         let help = String::from_utf8_lossy(&self.token).into_owned();
@@ -454,10 +427,7 @@ impl<'a> Parser<'a> {
         }
         let summary = strip_suffix(&name, &["_count", "_sum"]);
         let histogram = strip_suffix(&name, &["_count", "_sum", "_bucket"]);
-        for (ty, base) in [
-            (MetricType::Summary, summary),
-            (MetricType::Histogram, histogram),
-        ] {
+        for (ty, base) in [(MetricType::Summary, summary), (MetricType::Histogram, histogram)] {
             if let Some(&i) = self.by_name.get(base)
                 && self.families[i].r#type == Some(ty as i32)
             {
@@ -480,11 +450,7 @@ impl<'a> Parser<'a> {
     }
 
     fn family_name(&self) -> &[u8] {
-        self.families[self.mf]
-            .name
-            .as_deref()
-            .unwrap_or_default()
-            .as_bytes()
+        self.families[self.mf].name.as_deref().unwrap_or_default().as_bytes()
     }
 
     fn is_type(&self, ty: MetricType) -> bool {
@@ -551,10 +517,7 @@ impl<'a> Parser<'a> {
     }
 
     fn token_metric_name(&mut self) -> Result<(), Fail> {
-        self.token_while(
-            |b| is_label_start(b) || b == b':',
-            |b| is_label_char(b) || b == b':',
-        )
+        self.token_while(|b| is_label_start(b) || b == b':', |b| is_label_char(b) || b == b':')
     }
 
     fn token_label_name(&mut self) -> Result<(), Fail> {
@@ -587,10 +550,7 @@ impl<'a> Parser<'a> {
                 (true, b) => return Err(invalid_escape(b)),
                 (false, b'"') => return Ok(()),
                 (false, b'\n') => {
-                    return fail!(
-                        "label value {} contains unescaped new-line",
-                        quote(&self.token)
-                    );
+                    return fail!("label value {} contains unescaped new-line", quote(&self.token));
                 }
                 (false, b'\\') => {
                     escaped = true;
@@ -695,9 +655,7 @@ pub fn write_family(out: &mut Vec<u8>, family: &MetricFamily) {
 /// not, the reference writes a partial family and aborts the whole scrape there.
 pub fn is_text_encodable(family: &MetricFamily) -> bool {
     let named = !family.name.as_deref().unwrap_or_default().is_empty();
-    named
-        && text_type(family)
-            .is_some_and(|(ty, _)| family.metric.iter().all(|m| samples(ty, m).is_some()))
+    named && text_type(family).is_some_and(|(ty, _)| family.metric.iter().all(|m| samples(ty, m).is_some()))
 }
 
 /// The type and its word on the TYPE line; `None` where Go errors. Absent reads as COUNTER.
@@ -746,11 +704,7 @@ fn samples(ty: MetricType, m: &Metric) -> Option<Vec<Sample>> {
                 })
                 .collect();
             // Go adds a +Inf bucket unless *any* bucket already is +Inf.
-            if !h
-                .bucket
-                .iter()
-                .any(|b| b.upper_bound == Some(f64::INFINITY))
-            {
+            if !h.bucket.iter().any(|b| b.upper_bound == Some(f64::INFINITY)) {
                 lines.push(("_bucket", Some(("le", f64::INFINITY)), count));
             }
             lines.push(("_sum", None, v(h.sample_sum)));
@@ -761,14 +715,7 @@ fn samples(ty: MetricType, m: &Metric) -> Option<Vec<Sample>> {
     })
 }
 
-fn write_sample(
-    out: &mut Vec<u8>,
-    name: &str,
-    suffix: &str,
-    m: &Metric,
-    extra: Option<(&str, f64)>,
-    value: f64,
-) {
+fn write_sample(out: &mut Vec<u8>, name: &str, suffix: &str, m: &Metric, extra: Option<(&str, f64)>, value: f64) {
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(suffix.as_bytes());
     if !m.label.is_empty() || extra.is_some() {

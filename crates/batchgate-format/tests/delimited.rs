@@ -41,48 +41,24 @@ const OBSERVED: &[(&str, &str, Result<(), &str>)] = &[
         "130a0264781801220b1209090000000000001440808080808001",
         Err("invalid varint32 encountered"),
     ),
-    (
-        "prefix, no body",
-        "130a0264781801220b120909000000000000144005",
-        Ok(()),
-    ),
+    ("prefix, no body", "130a0264781801220b120909000000000000144005", Ok(())),
     (
         "prefix, short body",
         "130a0264781801220b1209090000000000001440050a01",
         Err("unexpected EOF"),
     ),
-    (
-        "zero length",
-        "130a0264781801220b120909000000000000144000",
-        Ok(()),
-    ),
+    ("zero length", "130a0264781801220b120909000000000000144000", Ok(())),
     ("zero length only", "00", Ok(())),
-    (
-        "wire type 7",
-        "010f",
-        Err("proto: can't skip unknown wire type 7"),
-    ),
+    ("wire type 7", "010f", Err("proto: can't skip unknown wire type 7")),
     ("string overruns", "040a056162", Err("unexpected EOF")),
-    (
-        "wire type 6",
-        "020e01",
-        Err("proto: can't skip unknown wire type 6"),
-    ),
-    (
-        "end group",
-        "010c",
-        Err("proto: can't skip unknown wire type 4"),
-    ),
+    ("wire type 6", "020e01", Err("proto: can't skip unknown wire type 6")),
+    ("end group", "010c", Err("proto: can't skip unknown wire type 4")),
     (
         "field 0",
         "020001",
         Err("proto: io_prometheus_client.MetricFamily: illegal tag 0 (wire type 0)"),
     ),
-    (
-        "invalid UTF-8 name",
-        "120a01ff1801220b1209090000000000001440",
-        Ok(()),
-    ),
+    ("invalid UTF-8 name", "120a01ff1801220b1209090000000000001440", Ok(())),
     ("truncated varint", "021880", Err("unexpected EOF")),
     ("truncated fixed64", "03210000", Err("unexpected EOF")),
     (
@@ -90,11 +66,7 @@ const OBSERVED: &[(&str, &str, Result<(), &str>)] = &[
         "130a0264781801220b1209090000000000001440ffffff0f",
         Ok(()),
     ),
-    (
-        "unknown enum",
-        "130a0264791809220b2a09090000000000001440",
-        Ok(()),
-    ),
+    ("unknown enum", "130a0264791809220b2a09090000000000001440", Ok(())),
     (
         "unknown field",
         "180a0264781801220b12090900000000000014409a06027a7a",
@@ -171,11 +143,7 @@ const OBSERVED: &[(&str, &str, Result<(), &str>)] = &[
         "150a026e781801220d0805120909000000000000f03f",
         Ok(()),
     ),
-    (
-        "gauge value as varint",
-        "0c0a026e781801220412020805",
-        Ok(()),
-    ),
+    ("gauge value as varint", "0c0a026e781801220412020805", Ok(())),
     (
         "invalid UTF-8 label value",
         "1b0a026e78180122130a060a01611201ff120909000000000000f03f",
@@ -221,16 +189,8 @@ const OBSERVED: &[(&str, &str, Result<(), &str>)] = &[
         "190a026e671801220b120909000000000000f03fa3010805a401",
         Ok(()),
     ),
-    (
-        "unterminated group",
-        "080a026e67a3010805",
-        Err("unexpected EOF"),
-    ),
-    (
-        "group closed by another field",
-        "0a0a026e67a3010805ac01",
-        Ok(()),
-    ),
+    ("unterminated group", "080a026e67a3010805", Err("unexpected EOF")),
+    ("group closed by another field", "0a0a026e67a3010805ac01", Ok(())),
     (
         "known field as group",
         "160a036e67320b0c1801220b120909000000000000f03f",
@@ -284,15 +244,10 @@ fn decoded_content_follows_go() {
     assert_eq!(f.metric[0].gauge, Some(Gauge { value: Some(1.0) }));
     // Invalid UTF-8 becomes U+FFFD; an unknown enum value is kept as is.
     assert_eq!(
-        one("120a01ff1801220b1209090000000000001440")
-            .name
-            .as_deref(),
+        one("120a01ff1801220b1209090000000000001440").name.as_deref(),
         Some("\u{fffd}")
     );
-    assert_eq!(
-        one("130a0264791809220b2a09090000000000001440").r#type,
-        Some(9)
-    );
+    assert_eq!(one("130a0264791809220b2a09090000000000001440").r#type, Some(9));
     assert_eq!(
         one("1c0a026e6518ffffffffffffffffff01220b120909000000000000f03f").r#type,
         Some(-1)
@@ -309,10 +264,7 @@ fn decoded_content_follows_go() {
     // An over-long sint32 decodes as in Go (zigzag on 64 bits, then truncated): observed -1 in
     // the reference's protobuf exposition, where prost alone would give i32::MAX.
     let f = one("0f0a0173180422083a0628feffffff1f");
-    assert_eq!(
-        f.metric[0].histogram.as_ref().and_then(|h| h.schema),
-        Some(-1)
-    );
+    assert_eq!(f.metric[0].histogram.as_ref().and_then(|h| h.schema), Some(-1));
 }
 
 #[test]

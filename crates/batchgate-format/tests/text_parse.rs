@@ -18,9 +18,7 @@ fn ok(input: &[u8]) -> Vec<MetricFamily> {
 }
 
 fn names(f: &[MetricFamily]) -> Vec<&str> {
-    f.iter()
-        .map(|f| f.name.as_deref().unwrap_or_default())
-        .collect()
+    f.iter().map(|f| f.name.as_deref().unwrap_or_default()).collect()
 }
 
 fn labels(m: &Metric) -> Vec<(&str, &str)> {
@@ -48,10 +46,7 @@ fn observed_error_texts() {
         (b"x 1", "line 1: unexpected end of input stream"),
         (b"x 1\n\ny 2", "line 3: unexpected end of input stream"),
         (b"x 1\r\n", r#"line 1: expected float as value, got "1\r""#),
-        (
-            b"x{a=\"1\",a} 1\n",
-            "line 1: expected '=' after label name, found '}'",
-        ),
+        (b"x{a=\"1\",a} 1\n", "line 1: expected '=' after label name, found '}'"),
         (
             b"x{a=\"1\",a=\"2\"} 1\n",
             r#"line 1: duplicate label names for metric "x""#,
@@ -60,56 +55,23 @@ fn observed_error_texts() {
             b"x{a=\"1\",b=\"2\",a=\"3\"} 1\n",
             r#"line 1: duplicate label names for metric "x""#,
         ),
-        (
-            b"x{a=\"1\",a=1} 1\n",
-            r#"line 1: duplicate label names for metric "x""#,
-        ),
+        (b"x{a=\"1\",a=1} 1\n", r#"line 1: duplicate label names for metric "x""#),
         (
             b"x{a=\"1\",__name__=\"2\"} 1\n",
             r#"line 1: label name "__name__" is reserved"#,
         ),
-        (
-            b"x{__name__} 1\n",
-            r#"line 1: label name "__name__" is reserved"#,
-        ),
+        (b"x{__name__} 1\n", r#"line 1: label name "__name__" is reserved"#),
         (b"{a=\"1\"} 1\n", "line 1: invalid metric name"),
-        (
-            b"x{a=\"1\"\n",
-            r#"line 1: unexpected end of label value "1""#,
-        ),
+        (b"x{a=\"1\"\n", r#"line 1: unexpected end of label value "1""#),
         (b"x{,} 1\n", r#"line 1: invalid label name for metric "x""#),
-        (
-            b"x{a=\"1\",,} 1\n",
-            r#"line 1: invalid label name for metric "x""#,
-        ),
-        (
-            b"x{1a=\"1\"} 1\n",
-            r#"line 1: invalid label name for metric "x""#,
-        ),
-        (
-            b"x 1 \n",
-            r#"line 1: expected integer as timestamp, got """#,
-        ),
-        (
-            b"x 1 2 3\n",
-            r#"line 1: spurious string after timestamp: " 3""#,
-        ),
-        (
-            b"x 1 2 \\\n",
-            r#"line 1: spurious string after timestamp: " ""#,
-        ),
-        (
-            b"x 1 2\\\n",
-            r#"line 1: expected integer as timestamp, got "2\\""#,
-        ),
-        (
-            b"x 1 1.5\n",
-            r#"line 1: expected integer as timestamp, got "1.5""#,
-        ),
-        (
-            b"x 1 0x10\n",
-            r#"line 1: expected integer as timestamp, got "0x10""#,
-        ),
+        (b"x{a=\"1\",,} 1\n", r#"line 1: invalid label name for metric "x""#),
+        (b"x{1a=\"1\"} 1\n", r#"line 1: invalid label name for metric "x""#),
+        (b"x 1 \n", r#"line 1: expected integer as timestamp, got """#),
+        (b"x 1 2 3\n", r#"line 1: spurious string after timestamp: " 3""#),
+        (b"x 1 2 \\\n", r#"line 1: spurious string after timestamp: " ""#),
+        (b"x 1 2\\\n", r#"line 1: expected integer as timestamp, got "2\\""#),
+        (b"x 1 1.5\n", r#"line 1: expected integer as timestamp, got "1.5""#),
+        (b"x 1 0x10\n", r#"line 1: expected integer as timestamp, got "0x10""#),
         (
             b"x 1 9223372036854775808\n",
             r#"line 1: expected integer as timestamp, got "9223372036854775808""#,
@@ -123,10 +85,7 @@ fn observed_error_texts() {
             b"x{a=\"a\nb\"} 1\n",
             r#"line 1: label value "a" contains unescaped new-line"#,
         ),
-        (
-            b"x{a=\"\xff\"} 1\n",
-            r#"line 1: invalid label value "\xff""#,
-        ),
+        (b"x{a=\"\xff\"} 1\n", r#"line 1: invalid label value "\xff""#),
         (
             b"x{a=1} 1\n",
             r#"line 1: expected '"' at start of label value, found '1'"#,
@@ -135,31 +94,16 @@ fn observed_error_texts() {
             b"x{a==\"1\"} 1\n",
             r#"line 1: expected '"' at start of label value, found '='"#,
         ),
-        (
-            b"x{a=\"1\",a 1\n",
-            "line 1: expected '=' after label name, found '1'",
-        ),
+        (b"x{a=\"1\",a 1\n", "line 1: expected '=' after label name, found '1'"),
         (b"# HELP x \\q\n", r"line 1: invalid escape sequence '\q'"),
-        (
-            b"# TYPE x counter\r\n",
-            r#"line 1: unknown metric type "counter\r""#,
-        ),
+        (b"# TYPE x counter\r\n", r#"line 1: unknown metric type "counter\r""#),
         (
             b"# TYPE x gauge extra\n",
             r#"line 1: unknown metric type "gauge extra""#,
         ),
-        (
-            b"# TYPE x  gauge \n",
-            r#"line 1: unknown metric type "gauge ""#,
-        ),
-        (
-            b"# TYPE z gauge \\ \nz 1\n",
-            r#"line 1: unknown metric type "gauge  ""#,
-        ),
-        (
-            b"# TYPE x \xa0gauge\n",
-            r#"line 1: unknown metric type "\xa0gauge""#,
-        ),
+        (b"# TYPE x  gauge \n", r#"line 1: unknown metric type "gauge ""#),
+        (b"# TYPE z gauge \\ \nz 1\n", r#"line 1: unknown metric type "gauge  ""#),
+        (b"# TYPE x \xa0gauge\n", r#"line 1: unknown metric type "\xa0gauge""#),
         (
             b"# TYPE x counter\nx 1\n# TYPE x gauge\n",
             r#"line 3: second TYPE line for metric name "x", or TYPE reported after samples"#,
@@ -172,51 +116,21 @@ fn observed_error_texts() {
             b"# HELP x a\n# HELP x b\n",
             r#"line 2: second HELP line for metric name "x""#,
         ),
-        (
-            b"x{a=\"1\"}\n",
-            r#"line 1: expected float as value, got """#,
-        ),
+        (b"x{a=\"1\"}\n", r#"line 1: expected float as value, got """#),
         (b"x\n", r#"line 1: expected float as value, got """#),
         (b"x \n", r#"line 1: expected float as value, got """#),
-        (
-            b"# TYPE x-y counter\n",
-            "line 1: invalid metric name in comment",
-        ),
-        (
-            b"x 0x10\n",
-            r#"line 1: expected float as value, got "0x10""#,
-        ),
-        (
-            b"x 1_000\n",
-            r#"line 1: expected float as value, got "1_000""#,
-        ),
+        (b"# TYPE x-y counter\n", "line 1: invalid metric name in comment"),
+        (b"x 0x10\n", r#"line 1: expected float as value, got "0x10""#),
+        (b"x 1_000\n", r#"line 1: expected float as value, got "1_000""#),
         (b"x 1p3\n", r#"line 1: expected float as value, got "1p3""#),
-        (
-            b"x 0x1P3\n",
-            r#"line 1: expected float as value, got "0x1P3""#,
-        ),
-        (
-            b"x 1e400\n",
-            r#"line 1: expected float as value, got "1e400""#,
-        ),
-        (
-            b"x -1e400\n",
-            r#"line 1: expected float as value, got "-1e400""#,
-        ),
+        (b"x 0x1P3\n", r#"line 1: expected float as value, got "0x1P3""#),
+        (b"x 1e400\n", r#"line 1: expected float as value, got "1e400""#),
+        (b"x -1e400\n", r#"line 1: expected float as value, got "-1e400""#),
         (b"x .\n", r#"line 1: expected float as value, got ".""#),
         (b"x 1e+\n", r#"line 1: expected float as value, got "1e+""#),
-        (
-            b"x -nan\n",
-            r#"line 1: expected float as value, got "-nan""#,
-        ),
-        (
-            b"x infin\n",
-            r#"line 1: expected float as value, got "infin""#,
-        ),
-        (
-            b"x 1.5.5\n",
-            r#"line 1: expected float as value, got "1.5.5""#,
-        ),
+        (b"x -nan\n", r#"line 1: expected float as value, got "-nan""#),
+        (b"x infin\n", r#"line 1: expected float as value, got "infin""#),
+        (b"x 1.5.5\n", r#"line 1: expected float as value, got "1.5.5""#),
         (
             b"# TYPE s summary\ns{quantile=\"x\"} 1\n",
             r#"line 2: expected float as value for 'quantile' label, got "x""#,
@@ -299,40 +213,26 @@ fn families_merge_in_first_appearance_order_and_empty_ones_are_dropped() {
     assert_eq!(labels(&f[1].metric[1]), [("a", "b")]);
     assert_eq!(f[0].help.as_deref(), Some("about b"));
     assert_eq!(f[1].help, None);
-    assert!(
-        f.iter()
-            .all(|f| f.r#type == Some(MetricType::Untyped as i32))
-    );
+    assert!(f.iter().all(|f| f.r#type == Some(MetricType::Untyped as i32)));
     assert_eq!(value(&f[1].metric[1]), 2.0);
 }
 
 #[test]
 fn values_land_in_the_sub_message_of_the_type() {
     let f = ok(b"# TYPE c counter\nc 1\n# TYPE g gauge\ng 2\nu 3\n# TYPE x \xc5\xbfummary\nx_count 1\n# TYPE y coun\\ter\ny 4\n");
-    assert_eq!(
-        f[0].metric[0].counter.as_ref().and_then(|c| c.value),
-        Some(1.0)
-    );
-    assert_eq!(
-        f[1].metric[0].gauge.as_ref().and_then(|g| g.value),
-        Some(2.0)
-    );
-    assert_eq!(
-        f[2].metric[0].untyped.as_ref().and_then(|u| u.value),
-        Some(3.0)
-    );
+    assert_eq!(f[0].metric[0].counter.as_ref().and_then(|c| c.value), Some(1.0));
+    assert_eq!(f[1].metric[0].gauge.as_ref().and_then(|g| g.value), Some(2.0));
+    assert_eq!(f[2].metric[0].untyped.as_ref().and_then(|u| u.value), Some(3.0));
     // Go's strings.ToUpper maps 'ſ' to 'S'; the TYPE line swallows backslashes.
     assert_eq!(f[3].metric_type(), MetricType::Summary);
-    assert_eq!(
-        f[3].metric[0].summary.as_ref().and_then(|s| s.sample_count),
-        Some(1)
-    );
+    assert_eq!(f[3].metric[0].summary.as_ref().and_then(|s| s.sample_count), Some(1));
     assert_eq!(f[4].metric_type(), MetricType::Counter);
 }
 
 #[test]
 fn escapes_and_help() {
-    let f = ok(b"# HELP e a\\\\b\\nc \" \n# TYPE e gauge\ne{v=\"q\\\"b\\\\s\\nn\xc3\xa9\"} 7\n# HELP bad a\xffb\nbad 1\n");
+    let f =
+        ok(b"# HELP e a\\\\b\\nc \" \n# TYPE e gauge\ne{v=\"q\\\"b\\\\s\\nn\xc3\xa9\"} 7\n# HELP bad a\xffb\nbad 1\n");
     assert_eq!(f[0].help.as_deref(), Some("a\\b\nc \" "));
     assert_eq!(labels(&f[0].metric[0]), [("v", "q\"b\\s\nné")]);
     // Go keeps the raw byte; a Rust String cannot.
@@ -364,23 +264,18 @@ fn summaries_group_by_labels_without_quantile() {
     let s = m[1].summary.as_ref().expect("summary");
     assert_eq!((s.sample_count, s.quantile.len()), (Some(7), 1));
     // Go's uint64(-1.0) on amd64 wraps.
-    assert_eq!(
-        m[2].summary.as_ref().and_then(|s| s.sample_count),
-        Some(u64::MAX)
-    );
+    assert_eq!(m[2].summary.as_ref().and_then(|s| s.sample_count), Some(u64::MAX));
 }
 
 #[test]
 fn histograms_group_by_labels_without_le() {
-    let f = ok(b"# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh{le=\"2\"} 2\nh_bucket{le=\"NaN\"} 9\nh_bucket 9\n\
-        h_bucket{quantile=\"q\",le=\"+Inf\"} 3\nh_sum 3.5\nh_count 3\n");
+    let f = ok(
+        b"# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh{le=\"2\"} 2\nh_bucket{le=\"NaN\"} 9\nh_bucket 9\n\
+        h_bucket{quantile=\"q\",le=\"+Inf\"} 3\nh_sum 3.5\nh_count 3\n",
+    );
     assert_eq!(f[0].metric.len(), 2);
     let h = f[0].metric[0].histogram.as_ref().expect("histogram");
-    let b: Vec<_> = h
-        .bucket
-        .iter()
-        .map(|b| (b.upper_bound, b.cumulative_count))
-        .collect();
+    let b: Vec<_> = h.bucket.iter().map(|b| (b.upper_bound, b.cumulative_count)).collect();
     assert_eq!(b, [(Some(1.0), Some(1)), (Some(2.0), Some(2))]);
     assert_eq!((h.sample_sum, h.sample_count), (Some(3.5), Some(3)));
     // For a histogram `quantile` is an ordinary label.

@@ -3,9 +3,7 @@
 //! Pushgateway adds `instance`/`job` and sorts labels and metrics before writing.
 
 use batchgate_format::MetricType;
-use batchgate_format::proto::{
-    Bucket, Gauge, Histogram, LabelPair, Metric, MetricFamily, Quantile, Summary,
-};
+use batchgate_format::proto::{Bucket, Gauge, Histogram, LabelPair, Metric, MetricFamily, Quantile, Summary};
 use batchgate_format::text::{format_float, is_text_encodable, parse, write_family};
 
 /// Observed: the `gw_*` families of one scrape, in the order the Pushgateway wrote them.
@@ -160,19 +158,13 @@ fn synthesized_inf_bucket_negative_zero_and_defaults() {
         "gw_gauge",
         MetricType::Gauge,
         None,
-        vec![gauge(
-            &[("instance", ""), ("job", "golden"), ("v", "a")],
-            -0.0,
-        )],
+        vec![gauge(&[("instance", ""), ("job", "golden"), ("v", "a")], -0.0)],
     );
     let text = write_all(&[g, h, s]);
     let expect: String = GOLDEN
         .lines()
         .filter(|l| {
-            l.contains("gw_hist")
-                || l.contains("gw_summary")
-                || l.contains(r#"v="a""#)
-                || *l == "# TYPE gw_gauge gauge"
+            l.contains("gw_hist") || l.contains("gw_summary") || l.contains(r#"v="a""#) || *l == "# TYPE gw_gauge gauge"
         })
         .map(|l| format!("{l}\n"))
         .collect();
@@ -203,18 +195,13 @@ fn families_go_cannot_encode_stop_where_go_stops() {
         ..Default::default()
     };
     let gh = family("x", MetricType::GaugeHistogram, None, vec![m.clone()]);
-    assert_eq!(write_all(&[gh.clone()]), "# TYPE x");
+    assert_eq!(write_all(std::slice::from_ref(&gh)), "# TYPE x");
     let mut bad = family("ne", MetricType::Gauge, Some("h"), vec![gauge(&[], 1.0)]);
     bad.r#type = Some(-1);
     assert_eq!(write_all(&[bad.clone()]), "# HELP ne h\n# TYPE ne");
     // From text_create.go: a metric without its type's sub-message ends the family.
-    let partial = family(
-        "g",
-        MetricType::Gauge,
-        None,
-        vec![gauge(&[], 1.0), m, gauge(&[], 2.0)],
-    );
-    assert_eq!(write_all(&[partial.clone()]), "# TYPE g gauge\ng 1\n");
+    let partial = family("g", MetricType::Gauge, None, vec![gauge(&[], 1.0), m, gauge(&[], 2.0)]);
+    assert_eq!(write_all(std::slice::from_ref(&partial)), "# TYPE g gauge\ng 1\n");
     for f in [gh, bad, partial] {
         assert!(!is_text_encodable(&f));
     }
@@ -234,10 +221,7 @@ fn timestamps_absent_types_and_empty_families() {
     let f = family("t", MetricType::Gauge, None, vec![m]);
     assert_eq!(write_all(&[f]), "# TYPE t gauge\nt 1.5 -1700000000000\n");
     // No metrics: nothing (the Pushgateway never exposes empty families). No name: nothing.
-    assert_eq!(
-        write_all(&[family("e", MetricType::Gauge, Some("h"), vec![])]),
-        ""
-    );
+    assert_eq!(write_all(&[family("e", MetricType::Gauge, Some("h"), vec![])]), "");
     assert_eq!(
         write_all(&[family("", MetricType::Gauge, None, vec![gauge(&[], 1.0)])]),
         ""
@@ -257,6 +241,7 @@ fn timestamps_absent_types_and_empty_families() {
 }
 
 #[test]
+#[allow(clippy::excessive_precision)] // exact binary values: the ties are the point
 fn format_float_matches_go() {
     // Checked against the reference by pushing each value and scraping (text shows `0` for -0;
     // the JSON API, which uses FormatFloat, shows `-0`). ~20k random values also matched.

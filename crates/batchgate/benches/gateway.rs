@@ -10,9 +10,10 @@
 //!
 //! Knobs (environment): `BENCH_WINDOW_SECS` (measurement window, default 10, quick 2),
 //! `BENCH_REPS` (repetitions, default 3, quick 1), `BENCH_GROUPS` (two group counts, default
-//! `1000,10000`), `BENCH_CONNS` (default 16), `BENCH_REFERENCE=0` (batchgate only), `BENCH_BATCHGATE=0`
-//! (reference only),
-//! `BENCH_BATCHGATE_FLAGS` (extra `serve` flags, space-separated).
+//! `1000,10000`), `BENCH_CONNS` (default 16), `BENCH_REFERENCE=0` (batchgate only),
+//! `BENCH_BATCHGATE=0` (reference only), `BENCH_BATCHGATE_FLAGS` (extra `serve` flags).
+//! Progress goes to stderr; the table and, as the very last line, one JSON object with every
+//! figure (per-window values included) go to stdout: `scripts/bench | tail -1 | jq`.
 //!
 //! The load: every push is a `PUT` of a ~2.86 kB text body (10 families, 24 samples: the runbook's
 //! `gl_batch_job_*` gauges and counters plus a 10-bucket histogram, values changing on every push)
@@ -26,15 +27,18 @@
 //! same windows; on a 2-core machine the client competes for CPU, so "server CPU per push" is the
 //! fairer comparison than the push rate. Scrapes (`GET /metrics` plain, and with Prometheus'
 //! `Accept` and `Accept-Encoding: gzip`) are timed to the last body byte, N times each, medians.
-//! RSS (`VmRSS`, and peak `VmHWM`) is read after fill + pushes + scrapes.
+//! RSS (`VmRSS`, and peak `VmHWM`) is read after fill + pushes + scrapes. "client CPU per push"
+//! is the load generator's own cost; "other processes' CPU" is what the rest of the machine used
+//! during the windows (from `/proc/stat`): well above 0 means another build or test run shared
+//! the 2 cores and every figure of that run is suspect (a warning is printed when the load
+//! average is above 1 at the start).
 //!
 //! Columns: `batchgate`; `pushgateway` (reference, default flags: consistency check on; filled
 //! quickly with the check off and a persistence file, SIGTERMed, restarted without the flag from
 //! that file); `pg --no-check` (reference with `--push.disable-consistency-check`: it answers 202
 //! before the write is applied, and neither reference column is durable — a crash loses up to
 //! `--persistence.interval`). Ratios are batchgate / reference: for "higher is better" rows a ratio
-//! above 1 favours batchgate, for "lower is better" rows a ratio below 1 does. The last line of the
-//! output is one JSON object with every figure (and the per-window values).
+//! above 1 favours batchgate, for "lower is better" rows a ratio below 1 does.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -88,10 +92,7 @@ impl Config {
             .unwrap_or([1_000, 10_000]);
         Config {
             quick,
-            window: Duration::from_secs_f64(num(
-                "BENCH_WINDOW_SECS",
-                if quick { 2.0 } else { 10.0 },
-            )),
+            window: Duration::from_secs_f64(num("BENCH_WINDOW_SECS", if quick { 2.0 } else { 10.0 })),
             reps: (num("BENCH_REPS", if quick { 1.0 } else { 3.0 }) as usize).max(1),
             warmup_min: Duration::from_secs_f64(if quick { 1.0 } else { 2.0 }),
             warmup_cap: Duration::from_secs(if quick { 8 } else { 30 }),
@@ -146,11 +147,7 @@ fn cpu_seconds(pid: u32, ticks: f64) -> f64 {
     // Fields after the `(comm)`: state is field 3, utime 14 and stime 15.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let get = |i: usize| {
-        f.get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(f64::NAN)
-    };
+    let get = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
     (get(11) + get(12)) / ticks
 }
 
@@ -160,11 +157,7 @@ fn machine_busy_seconds(ticks: f64) -> f64 {
     let Some(cpu) = stat.lines().find(|l| l.starts_with("cpu ")) else {
         return f64::NAN;
     };
-    let v: Vec<f64> = cpu
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
+    let v: Vec<f64> = cpu.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
     if v.len() < 5 {
         return f64::NAN;
     }
@@ -282,16 +275,9 @@ fn push_body(seq: u64) -> String {
     ];
     for (i, le) in les.iter().enumerate() {
         let cumulative = count * (i as u64 + 1) / les.len() as u64;
-        let _ = writeln!(
-            b,
-            "{name}_bucket{{job_name=\"bench\",le=\"{le}\"}} {cumulative}"
-        );
+        let _ = writeln!(b, "{name}_bucket{{job_name=\"bench\",le=\"{le}\"}} {cumulative}");
     }
-    let _ = writeln!(
-        b,
-        "{name}_sum{{job_name=\"bench\"}} {:.3}",
-        count as f64 * 0.42
-    );
+    let _ = writeln!(b, "{name}_sum{{job_name=\"bench\"}} {:.3}", count as f64 * 0.42);
     let _ = writeln!(b, "{name}_count{{job_name=\"bench\"}} {count}");
     b
 }
@@ -311,12 +297,7 @@ fn client() -> reqwest::Client {
 }
 
 /// One push; `Ok(None)` on 2xx, `Ok(Some(text))` on another status.
-async fn push(
-    client: &reqwest::Client,
-    base: &str,
-    group: usize,
-    seq: u64,
-) -> Result<Option<String>, String> {
+async fn push(client: &reqwest::Client, base: &str, group: usize, seq: u64) -> Result<Option<String>, String> {
     let resp = client
         .put(format!("{base}/metrics/job/bench/instance/i{group}"))
         .header("Content-Type", "text/plain; version=0.0.4")
@@ -329,10 +310,7 @@ async fn push(
     if status.is_success() {
         Ok(None)
     } else {
-        Ok(Some(format!(
-            "{status}: {}",
-            String::from_utf8_lossy(&body).trim()
-        )))
+        Ok(Some(format!("{status}: {}", String::from_utf8_lossy(&body).trim())))
     }
 }
 
@@ -364,8 +342,7 @@ async fn fill(base: &str, groups: std::ops::Range<usize>, conns: usize, what: &s
     );
     let mut tasks = Vec::new();
     for _ in 0..conns {
-        let (next, done, errors, base) =
-            (next.clone(), done.clone(), errors.clone(), base.to_string());
+        let (next, done, errors, base) = (next.clone(), done.clone(), errors.clone(), base.to_string());
         tasks.push(tokio::spawn(async move {
             let c = client();
             loop {
@@ -501,14 +478,7 @@ fn percentile_ms(sorted_us: &[u32], p: f64) -> f64 {
 }
 
 /// Continuous re-pushing over groups i0..i{groups-1}: warm-up, then `cfg.reps` windows.
-async fn measure(
-    cfg: &Config,
-    ticks: f64,
-    pid: u32,
-    base: &str,
-    groups: usize,
-    what: &str,
-) -> PushResult {
+async fn measure(cfg: &Config, ticks: f64, pid: u32, base: &str, groups: usize, what: &str) -> PushResult {
     let seq = Arc::new(AtomicU64::new(0));
     let completions = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -544,11 +514,7 @@ async fn measure(
                     first_error.lock().unwrap().get_or_insert(e);
                 }
                 let latency_us = (done - t).as_micros().min(u32::MAX as u128) as u32;
-                samples.lock().unwrap().push(Sample {
-                    done,
-                    latency_us,
-                    ok,
-                });
+                samples.lock().unwrap().push(Sample { done, latency_us, ok });
                 completions.fetch_add(1, Ordering::Relaxed);
             }
         }));
@@ -558,9 +524,7 @@ async fn measure(
     loop {
         tokio::time::sleep(Duration::from_millis(20)).await;
         let el = t_start.elapsed();
-        if (el >= cfg.warmup_min && completions.load(Ordering::Relaxed) >= cfg.conns as u64)
-            || el >= cfg.warmup_cap
-        {
+        if (el >= cfg.warmup_min && completions.load(Ordering::Relaxed) >= cfg.conns as u64) || el >= cfg.warmup_cap {
             break;
         }
     }
@@ -584,10 +548,7 @@ async fn measure(
     stop.store(true, Ordering::Relaxed);
     let drain = Instant::now();
     let aborts: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
-    if tokio::time::timeout(DRAIN_TIMEOUT, futures_join(tasks))
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(DRAIN_TIMEOUT, futures_join(tasks)).await.is_err() {
         progress!("{what}: in-flight pushes not done after {DRAIN_TIMEOUT:?}; dropping them");
         aborts.iter().for_each(|a| a.abort());
     }
@@ -671,9 +632,7 @@ async fn scrape_once(base: &str, gzip: bool, ticks: f64, pid: u32) -> Result<Scr
     let c = client();
     let mut req = c.get(format!("{base}/metrics"));
     if gzip {
-        req = req
-            .header("Accept", PROM_ACCEPT)
-            .header("Accept-Encoding", "gzip");
+        req = req.header("Accept", PROM_ACCEPT).header("Accept-Encoding", "gzip");
     }
     let cpu0 = cpu_seconds(pid, ticks);
     let t = Instant::now();
@@ -792,10 +751,7 @@ async fn check_groups(base: &str, expected: usize, ticks: f64, pid: u32, what: &
         Ok(s) if s.groups == expected => {
             progress!("{what}: {} groups stored (scrape {:.0} ms)", s.groups, s.ms)
         }
-        Ok(s) => progress!(
-            "{what}: WARNING: {} groups in /metrics, expected {expected}",
-            s.groups
-        ),
+        Ok(s) => progress!("{what}: WARNING: {} groups in /metrics, expected {expected}", s.groups),
         Err(e) => progress!("{what}: WARNING: scrape failed: {e}"),
     }
 }
@@ -833,11 +789,9 @@ fn bench_batchgate(cfg: &Config, rt: &tokio::runtime::Runtime, ticks: f64) -> Co
     rt.block_on(async {
         fill(&base, 0..small, cfg.conns, what).await;
         check_groups(&base, small, ticks, pid, what).await;
-        col.push
-            .push(measure(cfg, ticks, pid, &base, small, what).await);
+        col.push.push(measure(cfg, ticks, pid, &base, small, what).await);
         fill(&base, small..large, cfg.conns, what).await;
-        col.push
-            .push(measure(cfg, ticks, pid, &base, large, what).await);
+        col.push.push(measure(cfg, ticks, pid, &base, large, what).await);
         col.scrape = scrapes(cfg, ticks, pid, &base, what).await;
     });
     let size = dir_size(&server.data_dir);
@@ -867,10 +821,7 @@ fn dir_size(p: &Path) -> u64 {
 /// Both reference columns: (default flags, `--push.disable-consistency-check`).
 fn bench_reference(cfg: &Config, rt: &tokio::runtime::Runtime, ticks: f64) -> (Column, Column) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = format!(
-        "--persistence.file={}",
-        dir.path().join("pushgateway.data").display()
-    );
+    let file = format!("--persistence.file={}", dir.path().join("pushgateway.data").display());
     // No periodic save during a measurement: each process lives far less than an hour and
     // writes the file on SIGTERM.
     let interval = "--persistence.interval=1h";
@@ -881,10 +832,7 @@ fn bench_reference(cfg: &Config, rt: &tokio::runtime::Runtime, ticks: f64) -> (C
     let (nc, ck) = ("pushgateway --no-check", "pushgateway");
 
     let start = |flags: &[&str], what: &str| {
-        progress!(
-            "{what}: starting prometheus-pushgateway {}",
-            flags.join(" ")
-        );
+        progress!("{what}: starting prometheus-pushgateway {}", flags.join(" "));
         let s = Server::pushgateway(flags);
         (s.pid(), s.url.clone(), s)
     };
@@ -901,36 +849,28 @@ fn bench_reference(cfg: &Config, rt: &tokio::runtime::Runtime, ticks: f64) -> (C
     rt.block_on(async {
         fill(&base, 0..small, cfg.conns, nc).await;
         check_groups(&base, small, ticks, pid, nc).await;
-        nocheck
-            .push
-            .push(measure(cfg, ticks, pid, &base, small, nc).await);
+        nocheck.push.push(measure(cfg, ticks, pid, &base, small, nc).await);
     });
     stop(s, nc);
 
     let (pid, base, s) = start(&check_flags, ck);
     rt.block_on(async {
         check_groups(&base, small, ticks, pid, ck).await;
-        checked
-            .push
-            .push(measure(cfg, ticks, pid, &base, small, ck).await);
+        checked.push.push(measure(cfg, ticks, pid, &base, small, ck).await);
     });
     stop(s, ck);
 
     let (pid, base, s) = start(&nocheck_flags, nc);
     rt.block_on(async {
         fill(&base, small..large, cfg.conns, nc).await;
-        nocheck
-            .push
-            .push(measure(cfg, ticks, pid, &base, large, nc).await);
+        nocheck.push.push(measure(cfg, ticks, pid, &base, large, nc).await);
         nocheck.scrape = scrapes(cfg, ticks, pid, &base, nc).await;
     });
     stop(s, nc);
 
     let (pid, base, s) = start(&check_flags, ck);
     rt.block_on(async {
-        checked
-            .push
-            .push(measure(cfg, ticks, pid, &base, large, ck).await);
+        checked.push.push(measure(cfg, ticks, pid, &base, large, ck).await);
         checked.scrape = scrapes(cfg, ticks, pid, &base, ck).await;
     });
     stop(s, ck);
@@ -1000,9 +940,7 @@ type Row<'a> = (String, &'static str, Box<dyn Fn(&Column) -> f64 + 'a>);
 fn rows(cfg: &Config) -> Vec<Row<'static>> {
     let mut rows: Vec<Row> = Vec::new();
     for (i, &g) in cfg.sizes.iter().enumerate() {
-        let at = |m: fn(&Window) -> f64| {
-            move |c: &Column| c.push.get(i).map_or(f64::NAN, |p| p.median(m))
-        };
+        let at = |m: fn(&Window) -> f64| move |c: &Column| c.push.get(i).map_or(f64::NAN, |p| p.median(m));
         rows.push((
             format!("push rate @{g} groups (pushes/s)"),
             "higher",
@@ -1126,13 +1064,7 @@ fn print_table(cfg: &Config, bg: Option<&Column>, reference: Option<&(Column, Co
         table.push(row);
     }
     let widths: Vec<usize> = (0..table[0].len())
-        .map(|i| {
-            table
-                .iter()
-                .map(|r| r[i].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
+        .map(|i| table.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
     for (ri, row) in table.iter().enumerate() {

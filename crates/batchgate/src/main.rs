@@ -17,14 +17,13 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => batchgate::serve::init_logging(&args.log_level, &args.log_format)
-            .and_then(|()| {
-                tokio::runtime::Builder::new_multi_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(anyhow::Error::from)
-                    .and_then(|rt| rt.block_on(batchgate::serve::run(args)))
-            }),
+        Command::Serve(args) => batchgate::serve::init_logging(&args.log_level, &args.log_format).and_then(|()| {
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(batchgate::serve::run(args)))
+        }),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -95,14 +95,8 @@ impl ServeArgs {
             ),
             ("push.max-body-bytes", self.max_body_bytes.to_string()),
             ("push.max-series", self.max_series.to_string()),
-            (
-                "push.max-labels-per-series",
-                self.max_labels_per_series.to_string(),
-            ),
-            (
-                "push.max-label-value-length",
-                self.max_label_value_length.to_string(),
-            ),
+            ("push.max-labels-per-series", self.max_labels_per_series.to_string()),
+            ("push.max-label-value-length", self.max_label_value_length.to_string()),
             ("log.level", self.log_level.clone()),
             ("log.format", self.log_format.clone()),
         ]
@@ -137,9 +131,7 @@ async fn shutdown_signal(quit: Arc<App>) {
 
 pub fn init_logging(level: &str, format: &str) -> anyhow::Result<()> {
     let filter = match level {
-        "debug" | "info" | "warn" | "error" => {
-            tracing_subscriber::EnvFilter::new(format!("batchgate={level},warn"))
-        }
+        "debug" | "info" | "warn" | "error" => tracing_subscriber::EnvFilter::new(format!("batchgate={level},warn")),
         other => bail!("--log.level={other:?} is not one of debug, info, warn, error"),
     };
     let builder = tracing_subscriber::fmt()
@@ -162,8 +154,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let telemetry = Arc::new(Telemetry::new());
     let backend = SqliteBackend::open(&args.storage_path)?;
     let path = backend.path().display().to_string();
-    let (store, writer) =
-        MetricStore::open(Box::new(backend), Telemetry::own_types(), telemetry.clone())?;
+    let (store, writer) = MetricStore::open(Box::new(backend), Telemetry::own_types(), telemetry.clone())?;
     tracing::info!(path, groups = store.snapshot().len(), "storage opened");
 
     let app = Arc::new(App {
@@ -189,25 +180,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let addr = args.listen_address();
     let listener = match TcpListener::bind(&addr).await {
         Ok(l) => l,
-        Err(_) if addr.starts_with("[::]") => {
-            TcpListener::bind(addr.replacen("[::]", "0.0.0.0", 1))
-                .await
-                .with_context(|| {
-                    format!(
-                        "cannot listen on {}; is another process using the port?",
-                        args.listen_address
-                    )
-                })?
-        }
+        Err(_) if addr.starts_with("[::]") => TcpListener::bind(addr.replacen("[::]", "0.0.0.0", 1))
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on {}; is another process using the port?",
+                    args.listen_address
+                )
+            })?,
         Err(e) => bail!(
             "cannot listen on {}: {e}; is another process using the port?",
             args.listen_address
         ),
     };
     tracing::info!(address = %listener.local_addr()?, "listening");
-    let router = axum::Router::new()
-        .fallback(api::dispatch)
-        .with_state(app.clone());
+    let router = axum::Router::new().fallback(api::dispatch).with_state(app.clone());
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown_signal(app.clone()))
         .await?;

@@ -16,9 +16,7 @@ const DURATION_BUCKETS: &[f64] = &[
 const SIZE_BUCKETS: &[f64] = &[
     256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0, 16777216.0,
 ];
-const BATCH_BUCKETS: &[f64] = &[
-    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
-];
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
 
 #[derive(Clone)]
 struct Histogram {
@@ -265,10 +263,7 @@ impl Telemetry {
                 "batchgate_storage_commit_failures_total",
                 "Batches whose commit failed (their writes were answered with 500 and not applied).",
                 MetricType::Counter,
-                vec![counter(
-                    self.commit_failures.load(Ordering::Relaxed) as f64,
-                    vec![],
-                )],
+                vec![counter(self.commit_failures.load(Ordering::Relaxed) as f64, vec![])],
             ),
         ];
         families.extend(process_families(self.start_time));
@@ -290,12 +285,7 @@ fn process_families(start_time: f64) -> Vec<MetricFamily> {
             .rsplit_once(')')
             .map(|(_, r)| r.split_whitespace().collect())
             .unwrap_or_default();
-        let field = |i: usize| {
-            fields
-                .get(i - 3)
-                .and_then(|f| f.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
+        let field = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
         let ticks = 100.0; // USER_HZ is 100 on every Linux architecture batchgate runs on.
         out.push(family(
             "process_cpu_seconds_total",

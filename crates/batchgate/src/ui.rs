@@ -88,11 +88,7 @@ pub fn page(app: &App) -> Response {
         html.push_str("</ul></details>");
     }
     html.push_str("<h2>Status</h2><table>");
-    let _ = write!(
-        html,
-        "<tr><td>version</td><td>{}</td></tr>",
-        env!("CARGO_PKG_VERSION")
-    );
+    let _ = write!(html, "<tr><td>version</td><td>{}</td></tr>", env!("CARGO_PKG_VERSION"));
     for (flag, value) in &app.flags {
         let _ = write!(
             html,

@@ -28,10 +28,7 @@ fn http() -> reqwest::blocking::Client {
 }
 
 fn get_text(url: &str) -> String {
-    let r = http()
-        .get(url)
-        .send()
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let r = http().get(url).send().unwrap_or_else(|e| panic!("GET {url}: {e}"));
     let status = r.status();
     let body = r.text().expect("body");
     assert!(status.is_success(), "GET {url} gave {status}: {body}");
@@ -44,10 +41,7 @@ fn get_json(url: &str) -> Value {
 }
 
 fn now_secs() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
 }
 
 /// Runs `cmd` to completion or kills it after `limit`.
@@ -124,10 +118,7 @@ fn family_blocks(text: &str, families: &BTreeSet<String>) -> String {
     let mut out = String::new();
     let mut current = String::new();
     for line in text.lines() {
-        if let Some(rest) = line
-            .strip_prefix("# HELP ")
-            .or_else(|| line.strip_prefix("# TYPE "))
-        {
+        if let Some(rest) = line.strip_prefix("# HELP ").or_else(|| line.strip_prefix("# TYPE ")) {
             current = rest.split(' ').next().unwrap_or_default().to_string();
         } else if !line.starts_with('#') && !line.is_empty() {
             let name = &line[..line.find(['{', ' ']).unwrap_or(line.len())];
@@ -142,9 +133,7 @@ fn family_blocks(text: &str, families: &BTreeSet<String>) -> String {
         let is_sample = !line.starts_with('#');
         let name = &line[..line.find(['{', ' ']).unwrap_or(line.len())];
         if is_sample
-            && (name == "push_time_seconds"
-                || name == "push_failure_time_seconds"
-                || name.ends_with("_created"))
+            && (name == "push_time_seconds" || name == "push_failure_time_seconds" || name.ends_with("_created"))
         {
             let cut = line.rfind(' ').unwrap_or(line.len());
             out.push_str(&line[..cut]);
@@ -184,11 +173,9 @@ fn normalized_api(v: &Value, jobs: &BTreeSet<String>) -> Vec<Value> {
             if fam.contains_key("time_stamp") {
                 fam.insert("time_stamp".into(), Value::String("<ts>".into()));
             }
-            let volatile = name == "push_time_seconds"
-                || name == "push_failure_time_seconds"
-                || name.ends_with("_created");
-            if volatile && let Some(metrics) = fam.get_mut("metrics").and_then(Value::as_array_mut)
-            {
+            let volatile =
+                name == "push_time_seconds" || name == "push_failure_time_seconds" || name.ends_with("_created");
+            if volatile && let Some(metrics) = fam.get_mut("metrics").and_then(Value::as_array_mut) {
                 for m in metrics {
                     if let Some(m) = m.as_object_mut()
                         && m.contains_key("value")
@@ -230,18 +217,10 @@ fn diff_lines(a_name: &str, a: &str, b_name: &str, b: &str) -> String {
 }
 
 /// Compares the given family blocks of two servers' `GET /metrics`.
-fn assert_same_exposition(
-    reference: &Server,
-    gateway: &Server,
-    families: &BTreeSet<String>,
-    what: &str,
-) {
+fn assert_same_exposition(reference: &Server, gateway: &Server, families: &BTreeSet<String>, what: &str) {
     let a = family_blocks(&get_text(&format!("{}/metrics", reference.url)), families);
     let b = family_blocks(&get_text(&format!("{}/metrics", gateway.url)), families);
-    assert!(
-        !a.is_empty(),
-        "{what}: the reference exposed none of {families:?}"
-    );
+    assert!(!a.is_empty(), "{what}: the reference exposed none of {families:?}");
     assert!(
         a == b,
         "{what}: GET /metrics of batchgate differs from the reference Pushgateway's \
@@ -252,15 +231,9 @@ fn assert_same_exposition(
 
 /// Compares the `/api/v1/metrics` groups of the given jobs on two servers.
 fn assert_same_api(reference: &Server, gateway: &Server, jobs: &BTreeSet<String>, what: &str) {
-    let a = normalized_api(
-        &get_json(&format!("{}/api/v1/metrics", reference.url)),
-        jobs,
-    );
+    let a = normalized_api(&get_json(&format!("{}/api/v1/metrics", reference.url)), jobs);
     let b = normalized_api(&get_json(&format!("{}/api/v1/metrics", gateway.url)), jobs);
-    assert!(
-        !a.is_empty(),
-        "{what}: the reference has no group of {jobs:?}"
-    );
+    assert!(!a.is_empty(), "{what}: the reference has no group of {jobs:?}");
     if a != b {
         let pa = serde_json::to_string_pretty(&a).unwrap();
         let pb = serde_json::to_string_pretty(&b).unwrap();
@@ -302,9 +275,7 @@ fn python_script() -> PathBuf {
 /// Runs the Python client's scenario against `server`; returns the state the script expects.
 fn run_python(server: &Server, who: &str) -> Value {
     let out = run_with_timeout(
-        Command::new("python3")
-            .arg(python_script())
-            .arg(&server.url),
+        Command::new("python3").arg(python_script()).arg(&server.url),
         Duration::from_secs(40),
         "tests/clients/push_clients.py",
     );
@@ -487,8 +458,7 @@ struct CurlResult {
 
 fn curl(step: &'static str, args: &[&str], stdin: Option<&str>) -> CurlResult {
     let mut cmd = Command::new(support::require("curl"));
-    cmd.args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"])
-        .args(args);
+    cmd.args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"]).args(args);
     let out = if let Some(input) = stdin {
         use std::io::Write;
         let mut child = cmd
@@ -497,12 +467,7 @@ fn curl(step: &'static str, args: &[&str], stdin: Option<&str>) -> CurlResult {
             .stderr(Stdio::piped())
             .spawn()
             .expect("curl");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
         child.wait_with_output().expect("curl")
     } else {
         run_with_timeout(&mut cmd, Duration::from_secs(15), "curl")
@@ -644,11 +609,7 @@ fn curl_scenario(server: &Server, dir: &Path) -> Vec<CurlResult> {
         ),
         curl(
             "DELETE base64 key of a missing group",
-            &[
-                "-X",
-                "DELETE",
-                &url("/metrics/job@base64/bm8vc3VjaA/instance/x"),
-            ],
+            &["-X", "DELETE", &url("/metrics/job@base64/bm8vc3VjaA/instance/x")],
             None,
         ),
         curl(
@@ -690,10 +651,7 @@ fn check_curl_outcome(server: &Server, who: &str, results: &[CurlResult]) {
     for ((step, code), r) in want_status.iter().zip(results) {
         assert_eq!(*step, r.step);
         if r.status != *code {
-            problems.push(format!(
-                "{step}: status {} (want {code}), body {:?}",
-                r.status, r.body
-            ));
+            problems.push(format!("{step}: status {} (want {code}), body {:?}", r.status, r.body));
         }
     }
 
@@ -702,17 +660,10 @@ fn check_curl_outcome(server: &Server, who: &str, results: &[CurlResult]) {
     let hdr_arg = hdr.path().display().to_string();
     let get = curl(
         "GET /metrics --compressed",
-        &[
-            "--compressed",
-            "-D",
-            &hdr_arg,
-            &format!("{}/metrics", server.url),
-        ],
+        &["--compressed", "-D", &hdr_arg, &format!("{}/metrics", server.url)],
         None,
     );
-    let headers = std::fs::read_to_string(hdr.path())
-        .unwrap()
-        .to_ascii_lowercase();
+    let headers = std::fs::read_to_string(hdr.path()).unwrap().to_ascii_lowercase();
     if get.status != 200 {
         problems.push(format!("GET /metrics --compressed: status {}", get.status));
     }
@@ -722,10 +673,7 @@ fn check_curl_outcome(server: &Server, who: &str, results: &[CurlResult]) {
         ));
     }
     let s = parse_exposition(&get.body);
-    let mut expect = |name: &str, labels: &[(&str, &str)], value: Option<f64>| match (
-        find(&s, name, labels),
-        value,
-    ) {
+    let mut expect = |name: &str, labels: &[(&str, &str)], value: Option<f64>| match (find(&s, name, labels), value) {
         (None, Some(v)) => problems.push(format!("missing {name}{labels:?} (want {v})")),
         (Some(x), None) => problems.push(format!("{name}{labels:?} = {} should be gone", x.value)),
         (Some(x), Some(v)) if !same_value(x.value, v) => {
@@ -738,8 +686,7 @@ fn check_curl_outcome(server: &Server, who: &str, results: &[CurlResult]) {
     expect("curl_last_success_timestamp_seconds", &h1, Some(1.7e9));
     // The rejected gauge push left the counter untouched.
     expect("curl_errors_total", &h1, Some(2.0));
-    let st =
-        |i: &'static str, st: &'static str| [("instance", i), ("job", "curl_job"), ("status", st)];
+    let st = |i: &'static str, st: &'static str| [("instance", i), ("job", "curl_job"), ("status", st)];
     expect("curl_status", &st("host-1", "completed"), Some(1.0));
     expect("curl_status", &st("host-1", "failed"), Some(0.0));
     expect("curl_errors_total", &h2, Some(5.0));
@@ -753,11 +700,7 @@ fn check_curl_outcome(server: &Server, who: &str, results: &[CurlResult]) {
     );
     expect(
         "curl_stdin",
-        &[
-            ("instance", ""),
-            ("job", "curl_stdin"),
-            ("path", "/var/tmp"),
-        ],
+        &[("instance", ""), ("job", "curl_stdin"), ("path", "/var/tmp")],
         Some(9.0),
     );
     let gz = [("instance", "gz"), ("job", "curl_gzip")];
@@ -773,16 +716,8 @@ fn check_curl_outcome(server: &Server, who: &str, results: &[CurlResult]) {
         &[("instance", "gz2"), ("job", "curl_gzip")],
         None,
     );
-    expect(
-        "push_time_seconds",
-        &[("instance", "gz2"), ("job", "curl_gzip")],
-        None,
-    );
-    expect(
-        "push_time_seconds",
-        &[("instance", ""), ("job", "curl_inline")],
-        None,
-    );
+    expect("push_time_seconds", &[("instance", "gz2"), ("job", "curl_gzip")], None);
+    expect("push_time_seconds", &[("instance", ""), ("job", "curl_inline")], None);
     // Nothing of the rejected pushes to a new group is exposed as data.
     if s.iter().any(|x| x.name == "curl_bad") {
         problems.push("curl_bad (a rejected push) is exposed".into());
@@ -799,9 +734,7 @@ fn check_curl_outcome(server: &Server, who: &str, results: &[CurlResult]) {
     }
     let pf2 = find(&s, "push_failure_time_seconds", &h2).map(|x| x.value);
     if pf2 != Some(0.0) {
-        problems.push(format!(
-            "host-2 push_failure_time_seconds = {pf2:?}, want 0"
-        ));
+        problems.push(format!("host-2 push_failure_time_seconds = {pf2:?}, want 0"));
     }
     assert!(
         problems.is_empty(),
@@ -971,17 +904,11 @@ fn prometheus_scenario(gateway: &Server, who: &str) {
         .iter()
         .map(|r| {
             let l = metric_labels(r);
-            (
-                l.get("job").cloned().unwrap_or_default(),
-                (l, sample_value(r)),
-            )
+            (l.get("job").cloned().unwrap_or_default(), (l, sample_value(r)))
         })
         .collect();
     let expect_series = |job: &str, labels: &[(&str, &str)], value: &str| {
-        let want: BTreeMap<String, String> = labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let want: BTreeMap<String, String> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let got = by_job.get(job);
         assert!(
             got == Some(&(want.clone(), value.to_string())),
@@ -991,11 +918,7 @@ fn prometheus_scenario(gateway: &Server, who: &str) {
     };
     expect_series(
         "prom_job",
-        &[
-            ("__name__", "prom_value"),
-            ("job", "prom_job"),
-            ("instance", "inst-1"),
-        ],
+        &[("__name__", "prom_value"), ("job", "prom_job"), ("instance", "inst-1")],
         "42",
     );
     // instance="" is the same as no instance: Prometheus must not attach the target's.
@@ -1013,16 +936,10 @@ fn prometheus_scenario(gateway: &Server, who: &str) {
     assert!(
         bucket.len() == 1
             && sample_value(&bucket[0]) == "3"
-            && metric_labels(&bucket[0])
-                .get("instance")
-                .map(String::as_str)
-                == Some("inst-1"),
+            && metric_labels(&bucket[0]).get("instance").map(String::as_str) == Some("inst-1"),
         "{who}: prom_dur_seconds_bucket{{le=\"+Inf\"}} in Prometheus: {bucket:?}"
     );
-    let pt = prom_query(
-        &prom,
-        "push_time_seconds{job=\"prom_job\",instance=\"inst-1\"}",
-    );
+    let pt = prom_query(&prom, "push_time_seconds{job=\"prom_job\",instance=\"inst-1\"}");
     let now = now_secs();
     assert!(
         pt.len() == 1
@@ -1048,14 +965,9 @@ fn prometheus_scenario(gateway: &Server, who: &str) {
         "{who}: up for the gateway target: {up:?}"
     );
     let targets = get_json(&format!("{}/api/v1/targets", prom.url));
-    let active = targets["data"]["activeTargets"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let active = targets["data"]["activeTargets"].as_array().cloned().unwrap_or_default();
     assert!(
-        active.len() == 1
-            && active[0]["health"] == "up"
-            && active[0]["lastError"].as_str() == Some(""),
+        active.len() == 1 && active[0]["health"] == "up" && active[0]["lastError"].as_str() == Some(""),
         "{who}: Prometheus reports the scrape target as {active:#?}"
     );
 

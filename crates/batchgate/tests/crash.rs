@@ -29,10 +29,7 @@ fn http() -> reqwest::blocking::Client {
 }
 
 fn get_text(url: &str) -> String {
-    let r = http()
-        .get(url)
-        .send()
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let r = http().get(url).send().unwrap_or_else(|e| panic!("GET {url}: {e}"));
     let status = r.status();
     let body = r.text().expect("body");
     assert!(status.is_success(), "GET {url} gave {status}: {body}");
@@ -107,12 +104,7 @@ struct ThreadReport {
 }
 
 /// One client thread: pushes to its own groups until the server dies or `stop` is set.
-fn client_thread(
-    url: String,
-    thread: usize,
-    mut tracks: Vec<Track>,
-    stop: Arc<AtomicBool>,
-) -> ThreadReport {
+fn client_thread(url: String, thread: usize, mut tracks: Vec<Track>, stop: Arc<AtomicBool>) -> ThreadReport {
     let client = http();
     let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ ((thread as u64 + 1) * 0x1000_0000_01b3);
     let mut next = || {
@@ -192,10 +184,12 @@ fn observed_groups(url: &str) -> Result<BTreeMap<String, State>, String> {
         };
         match s.name.as_str() {
             "crash_seq" => {
-                seq.insert(inst, as_seq()?);
+                let v = as_seq()?;
+                seq.insert(inst, v);
             }
             "crash_put_seq" => {
-                put_seq.insert(inst, as_seq()?);
+                let v = as_seq()?;
+                put_seq.insert(inst, v);
             }
             "push_time_seconds" => {
                 push_time.insert(inst);
@@ -312,9 +306,7 @@ fn kill_cycles(start: &dyn Fn() -> Server, cycles: usize) -> (Vec<String>, Strin
                          and restart it holds {got:?}; the last acknowledged change left {:?}{}",
                         t.acked,
                         t.in_flight
-                            .map(|(op, s)| format!(
-                                " (and the unanswered {op:?} would have left {s:?})"
-                            ))
+                            .map(|(op, s)| format!(" (and the unanswered {op:?} would have left {s:?})"))
                             .unwrap_or_default()
                     ));
                 }
@@ -350,12 +342,7 @@ fn kill9_under_concurrent_load_loses_no_acknowledged_change() {
         violations.is_empty(),
         "batchgate lost or invented acknowledged changes across kill -9 ({} problems):\n{}\n{summary}",
         violations.len(),
-        violations
-            .iter()
-            .take(40)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
+        violations.iter().take(40).cloned().collect::<Vec<_>>().join("\n")
     );
 }
 
@@ -385,8 +372,8 @@ fn kill9_checker_detects_the_reference_pushgateways_losses() {
 
 /// `/api/v1/metrics` groups sorted by their labels (the API does not order them).
 fn api_groups(url: &str) -> Vec<Value> {
-    let v: Value = serde_json::from_str(&get_text(&format!("{url}/api/v1/metrics")))
-        .expect("/api/v1/metrics is not JSON");
+    let v: Value =
+        serde_json::from_str(&get_text(&format!("{url}/api/v1/metrics"))).expect("/api/v1/metrics is not JSON");
     assert_eq!(v["status"], "success", "/api/v1/metrics: {v}");
     let mut groups = v["data"].as_array().cloned().unwrap_or_default();
     groups.sort_by_key(|g| g["labels"].to_string());
@@ -399,10 +386,7 @@ fn pushed_exposition(url: &str) -> String {
     let mut keep = false;
     let mut out = String::new();
     for line in text.lines() {
-        if let Some(rest) = line
-            .strip_prefix("# HELP ")
-            .or_else(|| line.strip_prefix("# TYPE "))
-        {
+        if let Some(rest) = line.strip_prefix("# HELP ").or_else(|| line.strip_prefix("# TYPE ")) {
             let name = rest.split(' ').next().unwrap_or_default();
             keep = name.starts_with("term_") || name.starts_with("push_");
         }
@@ -490,10 +474,7 @@ fn sigterm_restart_keeps_every_group_family_and_time_stamp() {
         "before the restart /api/v1/metrics should hold the 5 pushed groups: {before:#?}"
     );
     // The per-family time stamps of group a differ: three writes touched different families.
-    let a = before
-        .iter()
-        .find(|g| g["labels"]["instance"] == "a")
-        .expect("group a");
+    let a = before.iter().find(|g| g["labels"]["instance"] == "a").expect("group a");
     let stamps: BTreeSet<String> = a
         .as_object()
         .unwrap()
@@ -649,20 +630,14 @@ fn assert_helpful_refusal(status: ExitStatus, output: &str, file: &Path, what: &
     ]
     .iter()
     .any(|w| lower.contains(w));
-    let says_how = [
-        "restore", "backup", "move", "remove", "delete", "rename", "recover",
-    ]
-    .iter()
-    .any(|w| lower.contains(w));
+    let says_how = ["restore", "backup", "move", "remove", "delete", "rename", "recover"]
+        .iter()
+        .any(|w| lower.contains(w));
     assert!(
         names_file && says_what && says_how,
         "{what}: batchgate refused to start ({status}), but its message does not {}{}{}\
          \n--- output ---\n{output}",
-        if names_file {
-            ""
-        } else {
-            "name the data file, "
-        },
+        if names_file { "" } else { "name the data file, " },
         if says_what {
             ""
         } else {
@@ -686,10 +661,7 @@ fn assert_untouched(before: &BTreeMap<PathBuf, Vec<u8>>, data: &Path, file: &Pat
         before[file].len(),
         after.get(file).map(Vec::len)
     );
-    let changed: Vec<_> = before
-        .keys()
-        .filter(|p| after.get(*p) != before.get(*p))
-        .collect();
+    let changed: Vec<_> = before.keys().filter(|p| after.get(*p) != before.get(*p)).collect();
     assert!(
         changed.is_empty(),
         "{what}: batchgate changed or removed files it refused to open: {changed:?}"

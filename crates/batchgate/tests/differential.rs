@@ -23,8 +23,7 @@ use std::time::Duration;
 use support::Server;
 
 /// Protobuf content type of delimited `MetricFamily` messages (push and scrape).
-const PB: &str =
-    "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
+const PB: &str = "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
 
 // ============================================================================================
 // The `io.prometheus.client` messages, our own copy (the suite must not depend on the code it tests).
@@ -204,8 +203,7 @@ fn http(port: u16, method: &str, target: &str, headers: &[(String, String)], bod
         };
     };
     s.set_read_timeout(Some(Duration::from_secs(20))).ok();
-    let mut head =
-        format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -261,19 +259,14 @@ fn parse_response(raw: &[u8]) -> Resp {
     {
         body.truncate(len);
     }
-    Resp {
-        status,
-        headers,
-        body,
-    }
+    Resp { status, headers, body }
 }
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(nl) = b.windows(2).position(|w| w == b"\r\n") {
         let size_txt = String::from_utf8_lossy(&b[..nl]);
-        let size =
-            usize::from_str_radix(size_txt.split(';').next().unwrap_or("").trim(), 16).unwrap_or(0);
+        let size = usize::from_str_radix(size_txt.split(';').next().unwrap_or("").trim(), 16).unwrap_or(0);
         b = &b[nl + 2..];
         if size == 0 || size > b.len() {
             break;
@@ -296,11 +289,7 @@ enum Cmp {
     /// Same status and headers; the body is not compared (HTML pages).
     SameIgnoreBody,
     /// An intended difference: each side gets its own assertion.
-    Each {
-        r: Check,
-        b: Check,
-        why: &'static str,
-    },
+    Each { r: Check, b: Check, why: &'static str },
     /// A custom comparison of the two answers.
     Pair(PairCheck),
 }
@@ -355,10 +344,7 @@ impl Step {
         self.cmp = Cmp::Each { r, b, why };
         self
     }
-    fn pair(
-        mut self,
-        f: impl Fn(&Resp, &Resp) -> Result<(), String> + Send + Sync + 'static,
-    ) -> Step {
+    fn pair(mut self, f: impl Fn(&Resp, &Resp) -> Result<(), String> + Send + Sync + 'static) -> Step {
         self.cmp = Cmp::Pair(Box::new(f));
         self
     }
@@ -450,11 +436,7 @@ fn st(code: u16) -> Check {
         if r.status == code {
             Ok(())
         } else {
-            Err(format!(
-                "status {} (want {code}); body {:?}",
-                r.status,
-                r.short()
-            ))
+            Err(format!("status {} (want {code}); body {:?}", r.status, r.short()))
         }
     })
 }
@@ -464,11 +446,7 @@ fn st_body(code: u16, body: &str) -> Check {
         if r.status == code && r.text() == body {
             Ok(())
         } else {
-            Err(format!(
-                "got {} {:?}, want {code} {body:?}",
-                r.status,
-                r.short()
-            ))
+            Err(format!("got {} {:?}, want {code} {body:?}", r.status, r.short()))
         }
     })
 }
@@ -478,11 +456,7 @@ fn st_has(code: u16, parts: &[&str]) -> Check {
     Box::new(move |r: &Resp| {
         let t = r.text();
         if r.status != code {
-            return Err(format!(
-                "status {} (want {code}); body {:?}",
-                r.status,
-                r.short()
-            ));
+            return Err(format!("status {} (want {code}); body {:?}", r.status, r.short()));
         }
         match parts.iter().find(|p| !t.contains(p.as_str())) {
             Some(p) => Err(format!("body lacks {p:?}: {:?}", r.short())),
@@ -496,11 +470,7 @@ fn st_lacks(code: u16, parts: &[&str]) -> Check {
     Box::new(move |r: &Resp| {
         let t = r.text();
         if r.status != code {
-            return Err(format!(
-                "status {} (want {code}); body {:?}",
-                r.status,
-                r.short()
-            ));
+            return Err(format!("status {} (want {code}); body {:?}", r.status, r.short()));
         }
         match parts.iter().find(|p| t.contains(p.as_str())) {
             Some(p) => Err(format!("body has {p:?}: {:?}", r.short())),
@@ -511,15 +481,12 @@ fn st_lacks(code: u16, parts: &[&str]) -> Check {
 fn both(a: Check, b: Check) -> Check {
     Box::new(move |r: &Resp| a(r).and_then(|_| b(r)))
 }
-fn json_check(
-    f: impl Fn(&serde_json::Value) -> Result<(), String> + Send + Sync + 'static,
-) -> Check {
+fn json_check(f: impl Fn(&serde_json::Value) -> Result<(), String> + Send + Sync + 'static) -> Check {
     Box::new(move |r: &Resp| {
         if r.status != 200 {
             return Err(format!("status {} body {:?}", r.status, r.short()));
         }
-        let v: serde_json::Value =
-            serde_json::from_slice(&r.body).map_err(|e| format!("bad JSON: {e}"))?;
+        let v: serde_json::Value = serde_json::from_slice(&r.body).map_err(|e| format!("bad JSON: {e}"))?;
         f(&v)
     })
 }
@@ -629,10 +596,7 @@ fn norm_text(body: &str, kind: Kind, any_help: &[(String, Vec<String>)]) -> Stri
     let mut blocks: Vec<(String, Vec<String>, Vec<Sample>)> = Vec::new();
     let mut current = String::new();
     for line in body.lines() {
-        if let Some(rest) = line
-            .strip_prefix("# HELP ")
-            .or_else(|| line.strip_prefix("# TYPE "))
-        {
+        if let Some(rest) = line.strip_prefix("# HELP ").or_else(|| line.strip_prefix("# TYPE ")) {
             let name = rest.split(' ').next().unwrap_or("").to_string();
             if name != current || blocks.last().is_none_or(|b| !b.2.is_empty()) {
                 blocks.push((name.clone(), Vec::new(), Vec::new()));
@@ -692,12 +656,7 @@ fn norm_text(body: &str, kind: Kind, any_help: &[(String, Vec<String>)]) -> Stri
                 } else {
                     e.1 = v;
                 }
-                out.push(format!(
-                    "{}{} {}",
-                    s.name,
-                    s.raw_labels,
-                    zero_or_nonzero(&s.value)
-                ));
+                out.push(format!("{}{} {}", s.name, s.raw_labels, zero_or_nonzero(&s.value)));
             } else {
                 out.push(format!("{}{} {}", s.name, s.raw_labels, s.value));
             }
@@ -820,16 +779,10 @@ fn norm_proto_text(body: &str, kind: Kind) -> String {
         if is_push_time(&name) {
             let mut g = String::new();
             let mut rest = f.as_str();
-            while let Some(p) = rest
-                .find("gauge:<value:")
-                .or_else(|| rest.find("gauge:{value:"))
-            {
+            while let Some(p) = rest.find("gauge:<value:").or_else(|| rest.find("gauge:{value:")) {
                 let start = p + "gauge:<value:".len();
                 g.push_str(&rest[..start]);
-                let end = rest[start..]
-                    .find(['>', '}'])
-                    .map(|e| e + start)
-                    .unwrap_or(rest.len());
+                let end = rest[start..].find(['>', '}']).map(|e| e + start).unwrap_or(rest.len());
                 g.push_str(zero_or_nonzero(&rest[start..end]));
                 rest = &rest[end..];
             }
@@ -854,9 +807,7 @@ fn norm_json(body: &[u8], any_help: &[(String, Vec<String>)]) -> String {
             return;
         };
         if let Some(ts) = obj.get_mut("time_stamp") {
-            let ok = ts
-                .as_str()
-                .is_some_and(|s| s.len() >= 20 && s.as_bytes()[10] == b'T');
+            let ok = ts.as_str().is_some_and(|s| s.len() >= 20 && s.as_bytes()[10] == b'T');
             *ts = serde_json::Value::String(if ok {
                 "<RFC3339 time>".into()
             } else {
@@ -865,9 +816,7 @@ fn norm_json(body: &[u8], any_help: &[(String, Vec<String>)]) -> String {
         }
         if let Some((_, helps)) = any_help.iter().find(|(n, _)| n == name) {
             // The help is omitted when empty.
-            let help = obj
-                .get("help")
-                .map(|h| h.as_str().unwrap_or("<not a string>"));
+            let help = obj.get("help").map(|h| h.as_str().unwrap_or("<not a string>"));
             if helps.iter().any(|x| x == help.unwrap_or("")) {
                 obj.insert("help".into(), "<one of the pushed helps>".into());
             }
@@ -876,10 +825,7 @@ fn norm_json(body: &[u8], any_help: &[(String, Vec<String>)]) -> String {
             if let Some(ms) = obj.get_mut("metrics").and_then(|m| m.as_array_mut()) {
                 for m in ms {
                     if let Some(val) = m.get_mut("value") {
-                        let s = val
-                            .as_str()
-                            .map(zero_or_nonzero)
-                            .unwrap_or("<not a string>");
+                        let s = val.as_str().map(zero_or_nonzero).unwrap_or("<not a string>");
                         *val = serde_json::Value::String(s.into());
                     }
                 }
@@ -936,10 +882,7 @@ fn canonical(v: &serde_json::Value, indent: usize) -> String {
             if a.is_empty() {
                 return "[]".into();
             }
-            let items: Vec<String> = a
-                .iter()
-                .map(|v| format!("{pad}{}", canonical(v, indent + 1)))
-                .collect();
+            let items: Vec<String> = a.iter().map(|v| format!("{pad}{}", canonical(v, indent + 1))).collect();
             format!("[\n{}\n{end}]", items.join(",\n"))
         }
         other => other.to_string(),
@@ -966,14 +909,7 @@ fn norm_error_text(t: &str) -> String {
     }
     // Which of two groups with conflicting types is "collected before" follows Go map order, so
     // the reference names either type at random.
-    for t in [
-        "COUNTER",
-        "GAUGE",
-        "SUMMARY",
-        "UNTYPED",
-        "HISTOGRAM",
-        "GAUGE_HISTOGRAM",
-    ] {
+    for t in ["COUNTER", "GAUGE", "SUMMARY", "UNTYPED", "HISTOGRAM", "GAUGE_HISTOGRAM"] {
         s = s.replace(&format!("}} is not a {t}"), "} is not a <the other type>");
     }
     if let Some(idx) = s.find(" error(s) occurred:") {
@@ -1029,9 +965,7 @@ fn norm_body(c: &Case, step_method: &str, step_path: &str, r: &Resp, kind: Kind)
     if step_method == "GET" && r.status == 200 {
         if path == c.telemetry_path() {
             let ct = r.header("content-type").unwrap_or("");
-            if ct.starts_with("application/vnd.google.protobuf")
-                && ct.contains("encoding=delimited")
-            {
+            if ct.starts_with("application/vnd.google.protobuf") && ct.contains("encoding=delimited") {
                 return norm_proto(&body, kind, &c.any_help);
             }
             if ct.starts_with("application/vnd.google.protobuf") {
@@ -1082,10 +1016,7 @@ fn indent(s: &str) -> String {
     if s.is_empty() {
         return "    <empty>".into();
     }
-    s.lines()
-        .map(|l| format!("    {l}"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    s.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
 }
 
 fn compare_same(
@@ -1164,15 +1095,11 @@ fn run_case(c: &Case) -> Vec<String> {
             Cmp::Each { r: rc, b: bc, why } => {
                 let mut v = Vec::new();
                 if let Err(e) = rc(&r) {
-                    v.push(format!(
-                        "reference does not behave as documented [{why}]: {e}"
-                    ));
+                    v.push(format!("reference does not behave as documented [{why}]: {e}"));
                 }
                 let bcheck = if bk == Kind::Reference { rc } else { bc };
                 if let Err(e) = bcheck(&b) {
-                    v.push(format!(
-                        "intended difference not met by batchgate [{why}]: {e}"
-                    ));
+                    v.push(format!("intended difference not met by batchgate [{why}]: {e}"));
                 }
                 v
             }
@@ -1184,10 +1111,7 @@ fn run_case(c: &Case) -> Vec<String> {
             std::thread::sleep(Duration::from_millis(60));
         }
     }
-    let finals = [
-        (c.final_metrics, c.telemetry_path()),
-        (c.final_json, c.json_path()),
-    ];
+    let finals = [(c.final_metrics, c.telemetry_path()), (c.final_json, c.json_path())];
     for (on, path) in finals {
         if on {
             let step = get(&path);
@@ -1218,11 +1142,7 @@ fn run_table(table: &str, cases: Vec<Case>) {
         .collect();
     let mut names = std::collections::HashSet::new();
     for c in &cases {
-        assert!(
-            names.insert(c.name.clone()),
-            "duplicate case name {}",
-            c.name
-        );
+        assert!(names.insert(c.name.clone()), "duplicate case name {}", c.name);
     }
     let workers: usize = std::env::var("BATCHGATE_DIFF_WORKERS")
         .ok()
@@ -1236,8 +1156,7 @@ fn run_table(table: &str, cases: Vec<Case>) {
                 loop {
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     let Some(c) = cases.get(i) else { break };
-                    let result =
-                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_case(c)));
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_case(c)));
                     let found = match result {
                         Ok(m) => m,
                         Err(p) => vec![format!(
@@ -1258,11 +1177,7 @@ fn run_table(table: &str, cases: Vec<Case>) {
     let mut failures = failures.into_inner().unwrap();
     failures.sort();
     if !failures.is_empty() {
-        let mut report = format!(
-            "{table}: {} of {} cases differ\n",
-            failures.len(),
-            cases.len()
-        );
+        let mut report = format!("{table}: {} of {} cases differ\n", failures.len(), cases.len());
         for (name, ms) in &failures {
             report.push_str(&format!("\n=== {name}\n"));
             for m in ms {
@@ -1290,9 +1205,7 @@ fn snappy_framed(data: &[u8]) -> Vec<u8> {
 }
 
 fn push_pb(path: &str, families: &[pb::MetricFamily]) -> Step {
-    req("PUT", path)
-        .h("Content-Type", PB)
-        .raw(pb::delimited(families))
+    req("PUT", path).h("Content-Type", PB).raw(pb::delimited(families))
 }
 
 const SUMMARY: &str = "# HELP rpc_seconds RPC latency.\n# TYPE rpc_seconds summary\nrpc_seconds{quantile=\"0.5\"} 0.25\nrpc_seconds{quantile=\"0.99\"} 1.5\nrpc_seconds_sum 17.5\nrpc_seconds_count 42\n";
@@ -1305,11 +1218,7 @@ fn route_cases() -> Vec<Case> {
     vec![
         case(
             "health_and_ready",
-            vec![
-                get("/-/healthy"),
-                get("/-/ready"),
-                req("HEAD", "/-/healthy"),
-            ],
+            vec![get("/-/healthy"), get("/-/ready"), req("HEAD", "/-/healthy")],
         ),
         case(
             "health_wrong_methods",
@@ -1329,11 +1238,7 @@ fn route_cases() -> Vec<Case> {
                 get("/-/healthy"),
             ],
         ),
-        case(
-            "quit_get_with_lifecycle",
-            vec![get("/-/quit"), get("/-/healthy")],
-        )
-        .flags(&["--web.enable-lifecycle"]),
+        case("quit_get_with_lifecycle", vec![get("/-/quit"), get("/-/healthy")]).flags(&["--web.enable-lifecycle"]),
         case(
             "quit_post_with_lifecycle",
             vec![
@@ -1386,10 +1291,7 @@ fn route_cases() -> Vec<Case> {
         .flags(&["--web.enable-admin-api"]),
         case(
             "wipe_empty_store",
-            vec![
-                req("PUT", "/api/v1/admin/wipe"),
-                get("/api/v1/metrics").after_ms(100),
-            ],
+            vec![req("PUT", "/api/v1/admin/wipe"), get("/api/v1/metrics").after_ms(100)],
         )
         .flags(&["--web.enable-admin-api"]),
         case(
@@ -1506,11 +1408,7 @@ fn route_cases() -> Vec<Case> {
         ),
         case(
             "trailing_slash_redirect",
-            vec![
-                put("/metrics/job/", "x 1\n"),
-                del("/metrics/job/"),
-                get("/metrics/"),
-            ],
+            vec![put("/metrics/job/", "x 1\n"), del("/metrics/job/"), get("/metrics/")],
         ),
         case(
             "path_cleaning_redirects",
@@ -1540,21 +1438,9 @@ fn route_cases() -> Vec<Case> {
         case(
             "no_pprof_no_static",
             vec![
-                get("/debug/pprof/").each(
-                    st(200),
-                    st(404),
-                    "intended difference 8: batchgate has no Go profiler",
-                ),
-                get("/debug/pprof/heap").each(
-                    st(200),
-                    st(404),
-                    "intended difference 8: batchgate has no Go profiler",
-                ),
-                get("/static/functions.js").each(
-                    st(200),
-                    st(404),
-                    "intended difference 8: no static asset tree",
-                ),
+                get("/debug/pprof/").each(st(200), st(404), "intended difference 8: batchgate has no Go profiler"),
+                get("/debug/pprof/heap").each(st(200), st(404), "intended difference 8: batchgate has no Go profiler"),
+                get("/static/functions.js").each(st(200), st(404), "intended difference 8: no static asset tree"),
                 get("/static/nonexistent.js"),
             ],
         ),
@@ -1596,10 +1482,7 @@ fn status_shape(r: &Resp, b: &Resp) -> Result<(), String> {
             errs.push(format!("{who}: status is not \"success\": {v}"));
         }
         let d = &v["data"];
-        let keys: Vec<&String> = d
-            .as_object()
-            .map(|o| o.keys().collect())
-            .unwrap_or_default();
+        let keys: Vec<&String> = d.as_object().map(|o| o.keys().collect()).unwrap_or_default();
         let mut keys: Vec<&str> = keys.iter().map(|s| s.as_str()).collect();
         keys.sort();
         if keys != ["build_information", "flags", "start_time"] {
@@ -1608,28 +1491,18 @@ fn status_shape(r: &Resp, b: &Resp) -> Result<(), String> {
         for obj in ["build_information", "flags"] {
             match d[obj].as_object() {
                 Some(o) if o.values().all(|x| x.is_string()) && !o.is_empty() => {}
-                _ => errs.push(format!(
-                    "{who}: {obj} is not a non-empty object of strings: {}",
-                    d[obj]
-                )),
+                _ => errs.push(format!("{who}: {obj} is not a non-empty object of strings: {}", d[obj])),
             }
         }
         let t = d["start_time"].as_str().unwrap_or("");
         if t.len() < 20 || t.as_bytes()[10] != b'T' {
-            errs.push(format!(
-                "{who}: start_time is not RFC 3339: {:?}",
-                d["start_time"]
-            ));
+            errs.push(format!("{who}: start_time is not RFC 3339: {:?}", d["start_time"]));
         }
         if !d["build_information"]["version"].is_string() {
             errs.push(format!("{who}: build_information.version missing"));
         }
     }
-    if errs.is_empty() {
-        Ok(())
-    } else {
-        Err(errs.join("; "))
-    }
+    if errs.is_empty() { Ok(()) } else { Err(errs.join("; ")) }
 }
 
 // ============================================================================================
@@ -1652,14 +1525,8 @@ fn grouping_cases() -> Vec<Case> {
         case(
             "base64_label_values",
             vec![
-                put(
-                    "/metrics/job/directory_cleaner/path@base64/L3Zhci90bXA",
-                    "d 1\n",
-                ),
-                put(
-                    "/metrics/job/directory_cleaner2/path@base64/L3Zhci90bXA=",
-                    "d 2\n",
-                ),
+                put("/metrics/job/directory_cleaner/path@base64/L3Zhci90bXA", "d 1\n"),
+                put("/metrics/job/directory_cleaner2/path@base64/L3Zhci90bXA=", "d 2\n"),
                 put("/metrics/job/dc3/path@base64/L3Zhci90bXA==", "d 3\n"),
                 put("/metrics/job/dc4/a@base64/_-8", "d 4\n"),
                 put("/metrics/job/dc5/a@base64/w6k", "d 5\n"),
@@ -1798,10 +1665,7 @@ fn grouping_cases() -> Vec<Case> {
             "grouping_label_overrides_body",
             vec![
                 put("/metrics/job/j4", "m{job=\"other\",instance=\"x\"} 1\n"),
-                put(
-                    "/metrics/job/j5/instance/i",
-                    "m2{instance=\"x\",z=\"1\"} 1\nm3 2\n",
-                ),
+                put("/metrics/job/j5/instance/i", "m2{instance=\"x\",z=\"1\"} 1\nm3 2\n"),
                 put("/metrics/job/j6/a/1", "m4{a=\"2\",b=\"3\"} 1\n"),
             ],
         ),
@@ -2518,23 +2382,11 @@ fn exposition_cases() -> Vec<Case> {
     let mut steps = vec![put("/metrics/job/neg", &body)];
     for (_, accept) in text_accepts {
         let s = get("/metrics");
-        steps.push(if accept.is_empty() {
-            s
-        } else {
-            s.h("Accept", accept)
-        });
+        steps.push(if accept.is_empty() { s } else { s.h("Accept", accept) });
     }
-    for (_, accept) in text_accepts
-        .iter()
-        .take(3)
-        .chain(text_accepts.iter().skip(8).take(1))
-    {
+    for (_, accept) in text_accepts.iter().take(3).chain(text_accepts.iter().skip(8).take(1)) {
         let s = get("/metrics").h("Accept-Encoding", "gzip");
-        steps.push(if accept.is_empty() {
-            s
-        } else {
-            s.h("Accept", accept)
-        });
+        steps.push(if accept.is_empty() { s } else { s.h("Accept", accept) });
     }
     steps.push(get("/metrics").h("Accept-Encoding", "gzip;q=0, identity"));
     steps.push(get("/metrics").h("Accept-Encoding", "deflate, gzip;q=0.5"));

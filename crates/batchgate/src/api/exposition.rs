@@ -23,18 +23,8 @@ fn compare_metrics(a: &Metric, b: &Metric) -> Ordering {
     a.label
         .len()
         .cmp(&b.label.len())
-        .then_with(|| {
-            a.label
-                .iter()
-                .map(|l| &l.value)
-                .cmp(b.label.iter().map(|l| &l.value))
-        })
-        .then_with(|| {
-            a.label
-                .iter()
-                .map(|l| &l.name)
-                .cmp(b.label.iter().map(|l| &l.name))
-        })
+        .then_with(|| a.label.iter().map(|l| &l.value).cmp(b.label.iter().map(|l| &l.value)))
+        .then_with(|| a.label.iter().map(|l| &l.name).cmp(b.label.iter().map(|l| &l.name)))
 }
 
 /// All families to expose, merged by name and sorted. batchgate's own families come first, so
@@ -75,9 +65,7 @@ fn wants_protobuf(headers: &HeaderMap) -> bool {
         .any(|part| {
             let mut params = part.split(';').map(str::trim);
             params.next() == Some("application/vnd.google.protobuf")
-                && params
-                    .clone()
-                    .any(|p| p == "proto=io.prometheus.client.MetricFamily")
+                && params.clone().any(|p| p == "proto=io.prometheus.client.MetricFamily")
                 && params.any(|p| p == "encoding=delimited")
         })
 }
@@ -106,10 +94,8 @@ pub async fn serve(app: Arc<App>, headers: &HeaderMap) -> Response {
             }
         }
         if gzip {
-            let mut enc = flate2::write::GzEncoder::new(
-                Vec::with_capacity(body.len() / 8),
-                flate2::Compression::fast(),
-            );
+            let mut enc =
+                flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 8), flate2::Compression::fast());
             enc.write_all(&body).and_then(|_| enc.finish())
         } else {
             Ok(body)
@@ -126,11 +112,7 @@ pub async fn serve(app: Arc<App>, headers: &HeaderMap) -> Response {
                 .into_response();
         }
         Err(e) => {
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("exposition failed: {e}"),
-            )
-                .into_response();
+            return (StatusCode::INTERNAL_SERVER_ERROR, format!("exposition failed: {e}")).into_response();
         }
     };
     let mut response = body.into_response();

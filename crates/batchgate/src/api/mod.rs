@@ -49,10 +49,7 @@ pub fn plain(status: StatusCode, message: impl Into<String>) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    h.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     r
 }
 
@@ -186,19 +183,13 @@ pub async fn dispatch(State(app): State<Arc<App>>, request: Request) -> Response
 async fn route(app: &Arc<App>, request: Request) -> (&'static str, Response) {
     let method = request.method().clone();
     let Some(path) = decode_path(request.uri().path()) else {
-        return (
-            "other",
-            (StatusCode::BAD_REQUEST, "400 Bad Request").into_response(),
-        );
+        return ("other", (StatusCode::BAD_REQUEST, "400 Bad Request").into_response());
     };
     // Registered outside the route prefix, as in the Pushgateway.
     if path == "/-/quit" && method == Method::GET {
         return (
             "quit",
-            plain(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "Only POST or PUT requests allowed.",
-            ),
+            plain(StatusCode::METHOD_NOT_ALLOWED, "Only POST or PUT requests allowed."),
         );
     }
     let cleaned = clean_path(&path);
@@ -217,10 +208,7 @@ async fn route(app: &Arc<App>, request: Request) -> (&'static str, Response) {
         // `/prefix` → `/prefix/`, like the Pushgateway's router.
         return (
             "other",
-            redirect(
-                StatusCode::MOVED_PERMANENTLY,
-                &format!("{}/", escape_path(prefix)),
-            ),
+            redirect(StatusCode::MOVED_PERMANENTLY, &format!("{}/", escape_path(prefix))),
         );
     }
     if !rel.starts_with('/') {
@@ -229,10 +217,7 @@ async fn route(app: &Arc<App>, request: Request) -> (&'static str, Response) {
     if rel == "/api/v1" {
         return (
             "other",
-            redirect(
-                StatusCode::MOVED_PERMANENTLY,
-                &format!("{}/", escape_path(&path)),
-            ),
+            redirect(StatusCode::MOVED_PERMANENTLY, &format!("{}/", escape_path(&path))),
         );
     }
     if let Some(api_path) = rel.strip_prefix("/api/v1").filter(|p| p.starts_with('/')) {
@@ -251,10 +236,7 @@ async fn route(app: &Arc<App>, request: Request) -> (&'static str, Response) {
             } else {
                 StatusCode::TEMPORARY_REDIRECT
             };
-            return (
-                "other",
-                redirect(code, &escape_path(&format!("{prefix}{toggled}"))),
-            );
+            return ("other", redirect(code, &escape_path(&format!("{prefix}{toggled}"))));
         }
         return ("other", not_found());
     };
@@ -266,10 +248,7 @@ async fn route(app: &Arc<App>, request: Request) -> (&'static str, Response) {
         Route::Healthy => ("healthy", health(app)),
         Route::Ready => ("ready", health(app)),
         Route::Ui => ("status", crate::ui::page(app)),
-        Route::Telemetry => (
-            "metrics",
-            exposition::serve(app.clone(), &parts.headers).await,
-        ),
+        Route::Telemetry => ("metrics", exposition::serve(app.clone(), &parts.headers).await),
         Route::Quit => ("quit", quit(app)),
         Route::Push(job, job_base64, labels) => {
             let target = PushTarget {
@@ -290,29 +269,19 @@ async fn route(app: &Arc<App>, request: Request) -> (&'static str, Response) {
                     let response = if too_big {
                         push::too_large(limit)
                     } else {
-                        plain(
-                            StatusCode::BAD_REQUEST,
-                            format!("cannot read the request body: {e}"),
-                        )
+                        plain(StatusCode::BAD_REQUEST, format!("cannot read the request body: {e}"))
                     };
                     return ("push", response);
                 }
             };
-            (
-                "push",
-                push::push(app, &method, target, &parts.headers, body).await,
-            )
+            ("push", push::push(app, &method, target, &parts.headers, body).await)
         }
     }
 }
 
 /// 405 with `Allow`, or the automatic `OPTIONS` answer, as httprouter gives them.
 fn method_not_allowed(method: &Method, allowed: &[Method]) -> Response {
-    let mut names: Vec<&str> = allowed
-        .iter()
-        .map(|m| m.as_str())
-        .chain(["OPTIONS"])
-        .collect();
+    let mut names: Vec<&str> = allowed.iter().map(|m| m.as_str()).chain(["OPTIONS"]).collect();
     names.sort_unstable();
     let allow = names.join(", ");
     let mut r = if method == Method::OPTIONS {
@@ -327,8 +296,10 @@ fn method_not_allowed(method: &Method, allowed: &[Method]) -> Response {
 }
 
 fn health(app: &App) -> Response {
-    let _ = app;
-    (StatusCode::OK, "OK").into_response()
+    match app.store.health() {
+        Ok(()) => (StatusCode::OK, "OK").into_response(),
+        Err(why) => plain(StatusCode::INTERNAL_SERVER_ERROR, why),
+    }
 }
 
 fn quit(app: &App) -> Response {

@@ -91,8 +91,7 @@ fn decode_base64(s: &str) -> Result<String, String> {
 /// The grouping labels of a request, `job` included, or the Pushgateway's 400 text.
 pub fn grouping_labels(target: &PushTarget) -> Result<Labels, String> {
     let job = if target.job_base64 {
-        decode_base64(target.job)
-            .map_err(|e| format!("invalid base64 encoding in job name {:?}: {e}", target.job))?
+        decode_base64(target.job).map_err(|e| format!("invalid base64 encoding in job name {:?}: {e}", target.job))?
     } else {
         target.job.to_string()
     };
@@ -103,10 +102,7 @@ pub fn grouping_labels(target: &PushTarget) -> Result<Labels, String> {
     if target.labels.len() > 1 {
         let components: Vec<&str> = target.labels[1..].split('/').collect();
         if !components.len().is_multiple_of(2) {
-            return Err(format!(
-                "odd number of components in label string {:?}",
-                target.labels
-            ));
+            return Err(format!("odd number of components in label string {:?}", target.labels));
         }
         for pair in components.chunks(2) {
             let (name, value) = (pair[0], pair[1]);
@@ -117,9 +113,8 @@ pub fn grouping_labels(target: &PushTarget) -> Result<Labels, String> {
             let value = if trimmed == name {
                 value.to_string()
             } else {
-                decode_base64(value).map_err(|e| {
-                    format!("invalid base64 encoding for label {trimmed}={value:?}: {e}")
-                })?
+                decode_base64(value)
+                    .map_err(|e| format!("invalid base64 encoding for label {trimmed}={value:?}: {e}"))?
             };
             labels.insert(trimmed.to_string(), value);
         }
@@ -180,10 +175,7 @@ fn decode_body(headers: &HeaderMap, body: Bytes, limit: usize) -> Result<Bytes, 
 
 /// The delimited-protobuf content type, parsed as Go's `mime.ParseMediaType` would.
 fn is_protobuf(headers: &HeaderMap) -> bool {
-    let Some(ct) = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    else {
+    let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
         return false;
     };
     let mut parts = ct.split(';');
@@ -230,11 +222,7 @@ fn samples(family: &MetricFamily) -> usize {
         .sum()
 }
 
-fn check_limits(
-    limits: &Limits,
-    grouping: &Labels,
-    families: &[MetricFamily],
-) -> Result<(), String> {
+fn check_limits(limits: &Limits, grouping: &Labels, families: &[MetricFamily]) -> Result<(), String> {
     let series: usize = families.iter().map(samples).sum();
     if series > limits.max_series {
         return Err(format!(
@@ -260,8 +248,7 @@ fn check_limits(
                 .keys()
                 .filter(|g| !metric.label.iter().any(|l| l.name.as_ref() == Some(g)))
                 .count();
-            let count =
-                metric.label.len() + extra + usize::from(!grouping.contains_key("instance"));
+            let count = metric.label.len() + extra + usize::from(!grouping.contains_key("instance"));
             if count > limits.max_labels_per_series {
                 return Err(format!(
                     "a series of {:?} would have {count} labels, over the limit of {} labels per series \
@@ -290,13 +277,7 @@ fn now_ns() -> i64 {
 }
 
 /// PUT (replace the group) or POST (replace the pushed families).
-pub async fn push(
-    app: &App,
-    method: &Method,
-    target: PushTarget<'_>,
-    headers: &HeaderMap,
-    body: Bytes,
-) -> Response {
+pub async fn push(app: &App, method: &Method, target: PushTarget<'_>, headers: &HeaderMap, body: Bytes) -> Response {
     let started = Instant::now();
     let received = body.len();
     let limit = app.limits.max_body_bytes;
@@ -375,16 +356,11 @@ fn write_error(e: PushError) -> Response {
             tracing::error!(error = %reason, "pushed metrics are invalid or inconsistent with existing metrics");
             plain(
                 StatusCode::BAD_REQUEST,
-                format!(
-                    "pushed metrics are invalid or inconsistent with existing metrics: {reason}"
-                ),
+                format!("pushed metrics are invalid or inconsistent with existing metrics: {reason}"),
             )
         }
         PushError::Storage(reason) => plain(StatusCode::INTERNAL_SERVER_ERROR, reason),
-        PushError::ShuttingDown => plain(
-            StatusCode::SERVICE_UNAVAILABLE,
-            PushError::ShuttingDown.to_string(),
-        ),
+        PushError::ShuttingDown => plain(StatusCode::SERVICE_UNAVAILABLE, PushError::ShuttingDown.to_string()),
     }
 }
 
@@ -416,45 +392,24 @@ mod tests {
     #[test]
     fn grouping_key_rules() {
         let kv = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
-            pairs
-                .iter()
-                .map(|(a, b)| (a.to_string(), b.to_string()))
-                .collect()
+            pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
         };
-        assert_eq!(
-            key("j", false, "/a/").unwrap(),
-            kv(&[("a", ""), ("job", "j")])
-        );
+        assert_eq!(key("j", false, "/a/").unwrap(), kv(&[("a", ""), ("job", "j")]));
         assert_eq!(key("x", false, "/").unwrap(), kv(&[("job", "x")]));
         assert_eq!(key("ja", false, "/job/jb").unwrap(), kv(&[("job", "ja")]));
-        assert_eq!(
-            key("j", false, "/x/1/x/2").unwrap(),
-            kv(&[("job", "j"), ("x", "2")])
-        );
+        assert_eq!(key("j", false, "/x/1/x/2").unwrap(), kv(&[("job", "j"), ("x", "2")]));
         assert_eq!(
             key("d", false, "/path@base64/L3Zhci90bXA=").unwrap(),
             kv(&[("job", "d"), ("path", "/var/tmp")])
         );
-        assert_eq!(
-            key("d", false, "/e@base64/=").unwrap(),
-            kv(&[("e", ""), ("job", "d")])
-        );
-        assert_eq!(
-            key("dGVzdC9qb2I=", true, "").unwrap(),
-            kv(&[("job", "test/job")])
-        );
+        assert_eq!(key("d", false, "/e@base64/=").unwrap(), kv(&[("e", ""), ("job", "d")]));
+        assert_eq!(key("dGVzdC9qb2I=", true, "").unwrap(), kv(&[("job", "test/job")]));
         assert_eq!(
             key("j", false, "/a/b/").unwrap_err(),
             r#"odd number of components in label string "/a/b/""#
         );
-        assert_eq!(
-            key("j", false, "/a-b/1").unwrap_err(),
-            r#"improper label name "a-b""#
-        );
-        assert_eq!(
-            key("j", false, "/__a/1").unwrap_err(),
-            r#"improper label name "__a""#
-        );
+        assert_eq!(key("j", false, "/a-b/1").unwrap_err(), r#"improper label name "a-b""#);
+        assert_eq!(key("j", false, "/__a/1").unwrap_err(), r#"improper label name "__a""#);
         assert_eq!(key("=", true, "").unwrap_err(), "job name is required");
         assert_eq!(
             key("j", false, "/a@base64/foo.bar").unwrap_err(),

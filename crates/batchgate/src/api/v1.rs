@@ -51,8 +51,7 @@ pub async fn route(app: &App, method: &Method, path: &str) -> (&'static str, Res
 
 fn with_cors(mut r: Response) -> Response {
     for (name, value) in CORS {
-        r.headers_mut()
-            .insert(*name, HeaderValue::from_static(value));
+        r.headers_mut().insert(*name, HeaderValue::from_static(value));
     }
     r
 }
@@ -63,10 +62,8 @@ fn respond(data: Value) -> Response {
     envelope.insert("data".into(), data);
     let mut r = Response::new(Body::from(to_go_json(&Value::Object(envelope))));
     *r.status_mut() = StatusCode::OK;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
@@ -103,10 +100,7 @@ fn status(app: &App) -> Value {
     sorted(BTreeMap::from([
         ("build_information".to_string(), sorted(build)),
         ("flags".to_string(), sorted(flags)),
-        (
-            "start_time".to_string(),
-            Value::from(rfc3339_nano(start_ns)),
-        ),
+        ("start_time".to_string(), Value::from(rfc3339_nano(start_ns))),
     ]))
 }
 
@@ -141,10 +135,7 @@ fn encodable_metric(metric: &Metric, mtype: MetricType) -> Value {
                 .map(|q| (format_float(q.quantile.unwrap_or(0.0)), num(q.value)))
                 .collect();
             m.insert("quantiles".into(), sorted(q));
-            m.insert(
-                "count".into(),
-                Value::from(s.sample_count.unwrap_or(0).to_string()),
-            );
+            m.insert("count".into(), Value::from(s.sample_count.unwrap_or(0).to_string()));
             m.insert("sum".into(), num(s.sample_sum));
         }
         MetricType::Histogram | MetricType::GaugeHistogram => {
@@ -157,10 +148,7 @@ fn encodable_metric(metric: &Metric, mtype: MetricType) -> Value {
                         Some(c) if c > 0.0 => format_float(c),
                         _ => b.cumulative_count.unwrap_or(0).to_string(),
                     };
-                    (
-                        format_float(b.upper_bound.unwrap_or(0.0)),
-                        Value::from(count),
-                    )
+                    (format_float(b.upper_bound.unwrap_or(0.0)), Value::from(count))
                 })
                 .collect();
             m.insert("buckets".into(), sorted(buckets));
@@ -194,13 +182,7 @@ fn family_json(family: &MetricFamily, time_ns: i64) -> Value {
     }
     f.insert(
         "metrics".into(),
-        Value::Array(
-            family
-                .metric
-                .iter()
-                .map(|m| encodable_metric(m, mtype))
-                .collect(),
-        ),
+        Value::Array(family.metric.iter().map(|m| encodable_metric(m, mtype)).collect()),
     );
     Value::Object(f)
 }
@@ -230,10 +212,7 @@ fn metrics(app: &App) -> Value {
                     .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
                     .collect();
                 obj.insert("labels".into(), sorted(labels));
-                obj.insert(
-                    "last_push_successful".into(),
-                    Value::from(group.last_push_successful()),
-                );
+                obj.insert("last_push_successful".into(), Value::from(group.last_push_successful()));
                 sorted(obj)
             })
             .collect(),
@@ -245,11 +224,7 @@ fn metrics(app: &App) -> Value {
 struct GoFormatter;
 
 impl serde_json::ser::Formatter for GoFormatter {
-    fn write_string_fragment<W: ?Sized + io::Write>(
-        &mut self,
-        w: &mut W,
-        fragment: &str,
-    ) -> io::Result<()> {
+    fn write_string_fragment<W: ?Sized + io::Write>(&mut self, w: &mut W, fragment: &str) -> io::Result<()> {
         let mut start = 0;
         for (i, c) in fragment.char_indices() {
             let esc = match c {
@@ -311,13 +286,7 @@ mod tests {
 
     #[test]
     fn timestamps_are_rfc3339_nano() {
-        assert_eq!(
-            rfc3339_nano(1_500_000_000_123_000_000),
-            "2017-07-14T02:40:00.123Z"
-        );
-        assert_eq!(
-            rfc3339_nano(1_500_000_000_000_000_000),
-            "2017-07-14T02:40:00Z"
-        );
+        assert_eq!(rfc3339_nano(1_500_000_000_123_000_000), "2017-07-14T02:40:00.123Z");
+        assert_eq!(rfc3339_nano(1_500_000_000_000_000_000), "2017-07-14T02:40:00Z");
     }
 }

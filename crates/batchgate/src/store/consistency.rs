@@ -120,9 +120,7 @@ fn describe(metric: &Metric) -> String {
 fn check_family(family: &MetricFamily) -> Result<(), String> {
     let name = family.name.as_deref().unwrap_or("");
     if !is_metric_name(name) {
-        return Err(format!(
-            "metric family name {name:?} is not a valid metric name"
-        ));
+        return Err(format!("metric family name {name:?} is not a valid metric name"));
     }
     let mtype = family.metric_type();
     for metric in &family.metric {
@@ -199,10 +197,7 @@ impl Index {
     /// Families that take part in consistency: everything but the synthetic timestamps, which
     /// batchgate alone writes and which are unique per group by construction.
     pub fn indexed(family: &MetricFamily) -> bool {
-        !matches!(
-            family.name.as_deref(),
-            Some(PUSH_TIME) | Some(PUSH_FAILURE_TIME)
-        )
+        !matches!(family.name.as_deref(), Some(PUSH_TIME) | Some(PUSH_FAILURE_TIME))
     }
 
     pub fn series_count(&self) -> usize {
@@ -381,10 +376,7 @@ mod tests {
     }
 
     fn grouping(pairs: &[(&str, &str)]) -> Labels {
-        pairs
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
     }
 
     #[test]

@@ -20,10 +20,8 @@ pub use writer::{MetricStore, PushError, WriteKind, WriteRequest};
 pub const PUSH_TIME: &str = "push_time_seconds";
 /// Name of the synthetic gauge holding a group's last rejected change.
 pub const PUSH_FAILURE_TIME: &str = "push_failure_time_seconds";
-const PUSH_TIME_HELP: &str =
-    "Last Unix time when changing this group in the Pushgateway succeeded.";
-const PUSH_FAILURE_TIME_HELP: &str =
-    "Last Unix time when changing this group in the Pushgateway failed.";
+const PUSH_TIME_HELP: &str = "Last Unix time when changing this group in the Pushgateway succeeded.";
+const PUSH_FAILURE_TIME_HELP: &str = "Last Unix time when changing this group in the Pushgateway failed.";
 
 /// The labels that identify a group (`job` included), sorted by name.
 pub type Labels = BTreeMap<String, String>;

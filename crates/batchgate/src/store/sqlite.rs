@@ -57,9 +57,7 @@ impl SqliteBackend {
         };
         let conn = Connection::open_with_flags(
             &path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| StorageError::Io(format!("cannot open {}: {e}", path.display())))?;
         if exists {
@@ -88,13 +86,9 @@ impl SqliteBackend {
                 return Err(corrupt(format!("SQLite integrity check failed: {check}")));
             }
         }
-        let io = |e: rusqlite::Error| {
-            StorageError::Io(format!("cannot prepare {}: {e}", path.display()))
-        };
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(io)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(io)?;
+        let io = |e: rusqlite::Error| StorageError::Io(format!("cannot prepare {}: {e}", path.display()));
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(io)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(io)?;
         conn.pragma_update(None, "busy_timeout", 5000).map_err(io)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS groups (
@@ -104,10 +98,8 @@ impl SqliteBackend {
              ) WITHOUT ROWID;",
         )
         .map_err(io)?;
-        conn.pragma_update(None, "application_id", APPLICATION_ID)
-            .map_err(io)?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
-            .map_err(io)?;
+        conn.pragma_update(None, "application_id", APPLICATION_ID).map_err(io)?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(io)?;
         Ok(SqliteBackend { conn, path })
     }
 
@@ -117,20 +109,14 @@ impl SqliteBackend {
 }
 
 fn is_empty_db(conn: &Connection) -> bool {
-    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
-        r.get::<_, i64>(0)
-    })
-    .map(|n| n == 0)
-    .unwrap_or(false)
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))
+        .map(|n| n == 0)
+        .unwrap_or(false)
 }
 
 fn encode(group: &Group) -> Vec<u8> {
     GroupRecord {
-        labels: group
-            .labels
-            .iter()
-            .map(|(n, v)| LabelPair::new(n, v))
-            .collect(),
+        labels: group.labels.iter().map(|(n, v)| LabelPair::new(n, v)).collect(),
         families: group
             .families
             .values()
@@ -180,11 +166,7 @@ impl Backend for SqliteBackend {
             .map_err(|e| corrupt(e.to_string()))?;
         let rows = stmt
             .query_map([], |r| {
-                Ok((
-                    r.get::<_, Vec<u8>>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, Vec<u8>>(2)?,
-                ))
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?))
             })
             .map_err(|e| corrupt(e.to_string()))?;
         let mut groups = Vec::new();
@@ -194,13 +176,10 @@ impl Backend for SqliteBackend {
             if i64::from(crc32fast::hash(&data)) != crc {
                 return Err(corrupt(format!("group {shown:?} fails its checksum")));
             }
-            let group = decode(&data)
-                .map_err(|e| corrupt(format!("group {shown:?} cannot be decoded: {e}")))?;
+            let group = decode(&data).map_err(|e| corrupt(format!("group {shown:?} cannot be decoded: {e}")))?;
             let gk = GroupKey::new(&group.labels);
             if gk.to_bytes() != key {
-                return Err(corrupt(format!(
-                    "group {shown:?} is stored under the wrong key"
-                )));
+                return Err(corrupt(format!("group {shown:?} is stored under the wrong key")));
             }
             groups.push((gk, group));
         }
@@ -208,29 +187,19 @@ impl Backend for SqliteBackend {
     }
 
     fn commit(&mut self, changes: &[(GroupKey, Option<Arc<Group>>)]) -> Result<(), StorageError> {
-        let err = |e: rusqlite::Error| {
-            StorageError::Io(format!("commit to {} failed: {e}", self.path.display()))
-        };
+        let err = |e: rusqlite::Error| StorageError::Io(format!("commit to {} failed: {e}", self.path.display()));
         let tx = self.conn.transaction().map_err(err)?;
         {
             let mut upsert = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO groups (key, crc, data) VALUES (?1, ?2, ?3)",
-                )
+                .prepare_cached("INSERT OR REPLACE INTO groups (key, crc, data) VALUES (?1, ?2, ?3)")
                 .map_err(err)?;
-            let mut delete = tx
-                .prepare_cached("DELETE FROM groups WHERE key = ?1")
-                .map_err(err)?;
+            let mut delete = tx.prepare_cached("DELETE FROM groups WHERE key = ?1").map_err(err)?;
             for (key, group) in changes {
                 match group {
                     Some(g) => {
                         let data = encode(g);
                         upsert
-                            .execute(params![
-                                key.to_bytes(),
-                                i64::from(crc32fast::hash(&data)),
-                                data
-                            ])
+                            .execute(params![key.to_bytes(), i64::from(crc32fast::hash(&data)), data])
                             .map_err(err)?;
                     }
                     None => {

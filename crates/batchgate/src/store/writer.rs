@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use batchgate_format::{MetricFamily, MetricType};
@@ -12,8 +13,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::consistency::{Index, has_timestamps, sanitize};
 use super::{
-    Backend, Group, GroupKey, Labels, PUSH_FAILURE_TIME, PUSH_TIME, Published, StorageError,
-    StoredFamily, timestamp_gauge,
+    Backend, Group, GroupKey, Labels, PUSH_FAILURE_TIME, PUSH_TIME, Published, StorageError, StoredFamily,
+    timestamp_gauge,
 };
 use crate::telemetry::Telemetry;
 
@@ -25,10 +26,7 @@ const QUEUE: usize = 4096;
 #[derive(Debug)]
 pub enum WriteKind {
     /// PUT (`replace`) or POST.
-    Push {
-        families: Vec<MetricFamily>,
-        replace: bool,
-    },
+    Push { families: Vec<MetricFamily>, replace: bool },
     /// DELETE of exactly one grouping key.
     Delete,
     /// Delete every group.
@@ -63,6 +61,8 @@ type Job = (WriteRequest, oneshot::Sender<Result<(), PushError>>);
 pub struct MetricStore {
     tx: mpsc::Sender<Job>,
     published: Arc<Published>,
+    /// Whether the last commit failed (health turns 500 until one succeeds).
+    failing: Arc<AtomicBool>,
 }
 
 impl MetricStore {
@@ -75,26 +75,23 @@ impl MetricStore {
     ) -> Result<(MetricStore, std::thread::JoinHandle<()>), StorageError> {
         let loaded = backend.load()?;
         let published = Arc::new(Published::default());
-        published.apply(
-            loaded
-                .into_iter()
-                .map(|(k, g)| (k, Some(Arc::new(g))))
-                .collect(),
-        );
+        published.apply(loaded.into_iter().map(|(k, g)| (k, Some(Arc::new(g)))).collect());
         let (tx, rx) = mpsc::channel(QUEUE);
+        let failing = Arc::new(AtomicBool::new(false));
         let mut writer = Writer {
             backend,
             index: Index::new(own.clone()),
             own,
             published: published.clone(),
             telemetry,
+            failing: failing.clone(),
         };
         writer.rebuild_index();
         let handle = std::thread::Builder::new()
             .name("batchgate-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| StorageError::Io(format!("cannot start the writer thread: {e}")))?;
-        Ok((MetricStore { tx, published }, handle))
+        Ok((MetricStore { tx, published, failing }, handle))
     }
 
     /// Applies one write and returns once it is durable (or rejected).
@@ -112,9 +109,15 @@ impl MetricStore {
         self.published.snapshot()
     }
 
-    /// Writes waiting for the writer.
-    pub fn queued(&self) -> usize {
-        QUEUE - self.tx.capacity()
+    /// Why the store cannot take writes now, if it cannot.
+    pub fn health(&self) -> Result<(), &'static str> {
+        if self.tx.capacity() == 0 {
+            return Err("write queue is full");
+        }
+        if self.failing.load(Ordering::Relaxed) {
+            return Err("the last commit to storage failed; check free space and permissions of --storage.path");
+        }
+        Ok(())
     }
 }
 
@@ -124,6 +127,7 @@ struct Writer {
     own: HashMap<String, MetricType>,
     published: Arc<Published>,
     telemetry: Arc<Telemetry>,
+    failing: Arc<AtomicBool>,
 }
 
 /// Groups changed by the batch so far (`None`: deleted), on top of the published state.
@@ -151,11 +155,9 @@ impl Writer {
             } else {
                 self.backend.commit(&changes)
             };
-            self.telemetry.observe_commit(
-                started.elapsed().as_secs_f64(),
-                replies.len(),
-                committed.is_ok(),
-            );
+            self.telemetry
+                .observe_commit(started.elapsed().as_secs_f64(), replies.len(), committed.is_ok());
+            self.failing.store(committed.is_err(), Ordering::Relaxed);
             match committed {
                 Ok(()) => {
                     self.published.apply(changes);
@@ -182,8 +184,7 @@ impl Writer {
     fn rebuild_index(&mut self) {
         self.index = Index::new(self.own.clone());
         for (_, group) in self.published.snapshot() {
-            self.index
-                .add_trusted(group.families.values().map(|f| &f.family));
+            self.index.add_trusted(group.families.values().map(|f| &f.family));
         }
     }
 
@@ -200,8 +201,7 @@ impl Writer {
         match request.kind {
             WriteKind::Delete => {
                 if let Some(group) = current {
-                    self.index
-                        .remove(group.families.values().map(|f| &f.family));
+                    self.index.remove(group.families.values().map(|f| &f.family));
                     overlay.insert(key, None);
                 }
                 Ok(())
@@ -243,13 +243,10 @@ impl Writer {
                                 family: timestamp_gauge(PUSH_FAILURE_TIME, &labels, time_ns),
                             },
                         );
-                        group
-                            .families
-                            .entry(PUSH_TIME.into())
-                            .or_insert_with(|| StoredFamily {
-                                time_ns,
-                                family: timestamp_gauge(PUSH_TIME, &labels, 0),
-                            });
+                        group.families.entry(PUSH_TIME.into()).or_insert_with(|| StoredFamily {
+                            time_ns,
+                            family: timestamp_gauge(PUSH_TIME, &labels, 0),
+                        });
                         overlay.insert(key, Some(Arc::new(group)));
                         Err(PushError::Rejected(reason))
                     }
@@ -303,9 +300,7 @@ impl Writer {
                 .retain(|name, _| name == PUSH_TIME || name == PUSH_FAILURE_TIME);
         }
         for (name, family) in pushed {
-            group
-                .families
-                .insert(name, StoredFamily { time_ns, family });
+            group.families.insert(name, StoredFamily { time_ns, family });
         }
         group.families.insert(
             PUSH_TIME.into(),
@@ -322,5 +317,179 @@ impl Writer {
                 family: timestamp_gauge(PUSH_FAILURE_TIME, labels, 0),
             });
         Ok(group)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A backend in memory that can be told to fail, counting commits.
+    #[derive(Clone, Default)]
+    struct MemoryBackend {
+        groups: Arc<Mutex<BTreeMap<GroupKey, Group>>>,
+        fail: Arc<AtomicBool>,
+        commits: Arc<AtomicUsize>,
+    }
+
+    impl Backend for MemoryBackend {
+        fn load(&mut self) -> Result<Vec<(GroupKey, Group)>, StorageError> {
+            Ok(self
+                .groups
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(k, g)| (k.clone(), g.clone()))
+                .collect())
+        }
+
+        fn commit(&mut self, changes: &[(GroupKey, Option<Arc<Group>>)]) -> Result<(), StorageError> {
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(StorageError::Io("disk full".into()));
+            }
+            self.commits.fetch_add(1, Ordering::SeqCst);
+            // About an fsync: long enough for concurrent writes to queue up behind it.
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            let mut groups = self.groups.lock().unwrap();
+            for (k, g) in changes {
+                match g {
+                    Some(g) => groups.insert(k.clone(), (**g).clone()),
+                    None => groups.remove(k),
+                };
+            }
+            Ok(())
+        }
+    }
+
+    fn open(backend: &MemoryBackend) -> MetricStore {
+        MetricStore::open(Box::new(backend.clone()), HashMap::new(), Arc::new(Telemetry::new()))
+            .unwrap()
+            .0
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+    }
+
+    fn push(labels: Labels, body: &str, replace: bool) -> WriteRequest {
+        let families = batchgate_format::text::parse(body.as_bytes()).unwrap();
+        WriteRequest {
+            labels,
+            time_ns: 1_000_000_000,
+            kind: WriteKind::Push { families, replace },
+        }
+    }
+
+    fn names(store: &MetricStore) -> Vec<Vec<String>> {
+        store
+            .snapshot()
+            .iter()
+            .map(|(_, g)| g.families.keys().cloned().collect())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn put_post_delete_and_reload() {
+        let backend = MemoryBackend::default();
+        let store = open(&backend);
+        let job = labels(&[("job", "j")]);
+        store.write(push(job.clone(), "a 1\nb 2\n", true)).await.unwrap();
+        store.write(push(job.clone(), "b 3\nc 4\n", false)).await.unwrap();
+        assert_eq!(names(&store), vec![vec!["a", "b", "c", PUSH_FAILURE_TIME, PUSH_TIME]]);
+        store.write(push(job.clone(), "d 5\n", true)).await.unwrap();
+        assert_eq!(names(&store), vec![vec!["d", PUSH_FAILURE_TIME, PUSH_TIME]]);
+        // What a restart sees is what was acknowledged.
+        let reopened = open(&backend);
+        assert_eq!(reopened.snapshot(), store.snapshot());
+        store
+            .write(WriteRequest {
+                labels: job,
+                time_ns: 2,
+                kind: WriteKind::Delete,
+            })
+            .await
+            .unwrap();
+        assert!(store.snapshot().is_empty());
+        assert!(open(&backend).snapshot().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_rejected_push_never_poisons_the_store() {
+        let store = open(&MemoryBackend::default());
+        store
+            .write(push(labels(&[("job", "dupe")]), "dd 1\n", true))
+            .await
+            .unwrap();
+        // The Pushgateway answers 400 here and then refuses every push and scrape.
+        let err = store
+            .write(push(
+                labels(&[("job", "dupe"), ("instance", "")]),
+                "dd 2\nother 1\n",
+                false,
+            ))
+            .await;
+        assert!(err.is_ok(), "same group: {err:?}");
+        let err = store
+            .write(push(labels(&[("job", "x")]), "x 1 1000\n", true))
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), "pushed metrics must not have timestamps");
+        store.write(push(labels(&[("job", "y")]), "y 1\n", true)).await.unwrap();
+        let groups = store.snapshot();
+        assert_eq!(groups.len(), 3);
+        let ghost = &groups.iter().find(|(k, _)| k.job() == "x").unwrap().1;
+        assert_eq!(ghost.push_time(), 0.0);
+        assert!(ghost.push_failure_time() > 0.0);
+        assert!(!ghost.last_push_successful());
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_changes_nothing_and_says_so() {
+        let backend = MemoryBackend::default();
+        let store = open(&backend);
+        store.write(push(labels(&[("job", "a")]), "m 1\n", true)).await.unwrap();
+        backend.fail.store(true, Ordering::SeqCst);
+        let err = store
+            .write(push(labels(&[("job", "b")]), "m 2\n", true))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PushError::Storage(_)), "{err:?}");
+        assert!(store.health().is_err());
+        assert_eq!(store.snapshot().len(), 1);
+        backend.fail.store(false, Ordering::SeqCst);
+        // The index forgot the uncommitted series: the same push now succeeds.
+        store.write(push(labels(&[("job", "b")]), "m 2\n", true)).await.unwrap();
+        assert!(store.health().is_ok());
+        assert_eq!(open(&backend).snapshot().len(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_share_commits() {
+        let backend = MemoryBackend::default();
+        let store = open(&backend);
+        let writes: Vec<_> = (0..200)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .write(push(
+                            labels(&[("job", "j"), ("instance", &i.to_string())]),
+                            "m 1\n",
+                            true,
+                        ))
+                        .await
+                })
+            })
+            .collect();
+        for w in writes {
+            w.await.unwrap().unwrap();
+        }
+        assert_eq!(store.snapshot().len(), 200);
+        let commits = backend.commits.load(Ordering::SeqCst);
+        // Without group commit this would be 200 (one per write).
+        assert!(commits < 100, "{commits} commits for 200 writes");
     }
 }

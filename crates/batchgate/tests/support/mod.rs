@@ -244,9 +244,7 @@ pub fn parse_exposition(text: &str) -> Vec<Sample> {
                 }
                 let eq = r.find('=').unwrap_or_else(|| unparseable(line));
                 let label = r[..eq].trim().to_string();
-                let body = r[eq + 1..]
-                    .strip_prefix('"')
-                    .unwrap_or_else(|| unparseable(line));
+                let body = r[eq + 1..].strip_prefix('"').unwrap_or_else(|| unparseable(line));
                 let mut value = String::new();
                 let mut end = None;
                 let mut chars = body.char_indices();
@@ -273,11 +271,7 @@ pub fn parse_exposition(text: &str) -> Vec<Sample> {
             .next()
             .and_then(parse_value)
             .unwrap_or_else(|| unparseable(line));
-        out.push(Sample {
-            name,
-            labels,
-            value,
-        });
+        out.push(Sample { name, labels, value });
     }
     out
 }
