@@ -122,6 +122,13 @@ fn check_family(family: &MetricFamily) -> Result<(), String> {
     if !is_metric_name(name) {
         return Err(format!("metric family name {name:?} is not a valid metric name"));
     }
+    // The text format cannot print GAUGE_HISTOGRAM or an unknown type: the Pushgateway stores
+    // such families and then every scrape stops at them.
+    let raw_type = family.r#type.unwrap_or_default();
+    if !matches!(MetricType::try_from(raw_type), Ok(t) if t != MetricType::GaugeHistogram) {
+        let shown = MetricType::try_from(raw_type).map_or(raw_type.to_string(), |t| t.proto_name().to_string());
+        return Err(format!("metric family {name:?} has type {shown}, which the text format cannot expose"));
+    }
     let mtype = family.metric_type();
     for metric in &family.metric {
         let ok = match mtype {
