@@ -664,9 +664,13 @@ fn check_curl_outcome(server: &Server, who: &str, results: &[CurlResult]) {
         None,
     );
     let headers = std::fs::read_to_string(hdr.path()).unwrap().to_ascii_lowercase();
-    if get.status != 200 {
-        problems.push(format!("GET /metrics --compressed: status {}", get.status));
-    }
+    assert!(
+        get.status == 200,
+        "{who}: GET /metrics --compressed after the curl scenario gave {}: {}\n{}\n--- steps ---\n{results:#?}",
+        get.status,
+        get.body,
+        problems.join("\n")
+    );
     if !headers.contains("content-encoding: gzip") {
         problems.push(format!(
             "GET /metrics with Accept-Encoding: gzip was not gzip-encoded; headers:\n{headers}"
@@ -768,7 +772,7 @@ fn curl_batchgate_matches_reference() {
         let comparable = |s: &str| {
             if a.step == "type conflict on an existing group" {
                 let p = "pushed metrics are invalid or inconsistent with existing metrics: ";
-                s.starts_with(p).then_some(p).unwrap_or(s).to_string()
+                if s.starts_with(p) { p.to_string() } else { s.to_string() }
             } else {
                 s.to_string()
             }

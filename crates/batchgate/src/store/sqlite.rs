@@ -37,11 +37,14 @@ struct FamilyRecord {
 pub struct SqliteBackend {
     conn: Connection,
     path: PathBuf,
+    /// Groups read while verifying an existing file, handed over by the first `load`.
+    loaded: Option<Vec<(GroupKey, Group)>>,
 }
 
 impl SqliteBackend {
-    /// Opens (or creates) the store under `dir`. An existing file that is not a batchgate store,
-    /// or fails SQLite's integrity check, is refused without being written to.
+    /// Opens (or creates) the store under `dir`. An existing file is read completely through a
+    /// read-only connection first: one that is not a batchgate store, fails SQLite's integrity
+    /// check or holds a damaged group is refused without a single byte of it being written.
     pub fn open(dir: &Path) -> Result<SqliteBackend, StorageError> {
         std::fs::create_dir_all(dir).map_err(|e| {
             StorageError::Io(format!(
@@ -50,43 +53,13 @@ impl SqliteBackend {
             ))
         })?;
         let path = dir.join(FILE_NAME);
-        let exists = path.exists();
-        let corrupt = |reason: String| StorageError::Corrupt {
-            path: path.display().to_string(),
-            reason,
-        };
+        let loaded = if path.exists() { Some(verify(&path)?) } else { None };
+        let io = |e: rusqlite::Error| StorageError::Io(format!("cannot open {}: {e}", path.display()));
         let conn = Connection::open_with_flags(
             &path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .map_err(|e| StorageError::Io(format!("cannot open {}: {e}", path.display())))?;
-        if exists {
-            let app_id: i32 = conn
-                .query_row("PRAGMA application_id", [], |r| r.get(0))
-                .map_err(|e| corrupt(e.to_string()))?;
-            let version: i32 = conn
-                .query_row("PRAGMA user_version", [], |r| r.get(0))
-                .map_err(|e| corrupt(e.to_string()))?;
-            if app_id != APPLICATION_ID && !(app_id == 0 && version == 0 && is_empty_db(&conn)) {
-                return Err(corrupt(
-                    "it is not a batchgate data file (wrong SQLite application id)".into(),
-                ));
-            }
-            if version > SCHEMA_VERSION {
-                return Err(StorageError::Io(format!(
-                    "{} was written by a newer batchgate (schema {version}, this one knows {SCHEMA_VERSION}); \
-                     upgrade batchgate or point --storage.path elsewhere",
-                    path.display()
-                )));
-            }
-            let check: String = conn
-                .query_row("PRAGMA quick_check", [], |r| r.get(0))
-                .map_err(|e| corrupt(e.to_string()))?;
-            if check != "ok" {
-                return Err(corrupt(format!("SQLite integrity check failed: {check}")));
-            }
-        }
-        let io = |e: rusqlite::Error| StorageError::Io(format!("cannot prepare {}: {e}", path.display()));
+        .map_err(io)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(io)?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(io)?;
         conn.pragma_update(None, "busy_timeout", 5000).map_err(io)?;
@@ -100,12 +73,64 @@ impl SqliteBackend {
         .map_err(io)?;
         conn.pragma_update(None, "application_id", APPLICATION_ID).map_err(io)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(io)?;
-        Ok(SqliteBackend { conn, path })
+        Ok(SqliteBackend { conn, path, loaded })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Reads and checks every group of an existing file without writing to it.
+fn verify(path: &Path) -> Result<Vec<(GroupKey, Group)>, StorageError> {
+    let corrupt = |reason: String| StorageError::Corrupt { path: path.display().to_string(), reason };
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(|e| corrupt(e.to_string()))?;
+    let pragma = |name: &str| -> Result<i32, StorageError> {
+        conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0)).map_err(|e| corrupt(e.to_string()))
+    };
+    let (app_id, version) = (pragma("application_id")?, pragma("user_version")?);
+    if app_id == 0 && version == 0 && is_empty_db(&conn) {
+        return Ok(Vec::new());
+    }
+    if app_id != APPLICATION_ID {
+        return Err(corrupt("it is not a batchgate data file (wrong SQLite application id)".into()));
+    }
+    if version > SCHEMA_VERSION {
+        return Err(StorageError::Io(format!(
+            "{} was written by a newer batchgate (schema {version}, this one knows {SCHEMA_VERSION}); \
+             upgrade batchgate or point --storage.path elsewhere",
+            path.display()
+        )));
+    }
+    let check: String =
+        conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(|e| corrupt(e.to_string()))?;
+    if check != "ok" {
+        return Err(corrupt(format!("SQLite integrity check failed: {check}")));
+    }
+    read_groups(&conn).map_err(corrupt)
+}
+
+fn read_groups(conn: &Connection) -> Result<Vec<(GroupKey, Group)>, String> {
+    let mut stmt = conn.prepare("SELECT key, crc, data FROM groups").map_err(|e| e.to_string())?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?)))
+        .map_err(|e| e.to_string())?;
+    let mut groups = Vec::new();
+    for row in rows {
+        let (key, crc, data) = row.map_err(|e| e.to_string())?;
+        let shown = String::from_utf8_lossy(&key).replace('\u{fffd}', "/");
+        if i64::from(crc32fast::hash(&data)) != crc {
+            return Err(format!("group {shown:?} fails its checksum"));
+        }
+        let group = decode(&data).map_err(|e| format!("group {shown:?} cannot be decoded: {e}"))?;
+        let gk = GroupKey::new(&group.labels);
+        if gk.to_bytes() != key {
+            return Err(format!("group {shown:?} is stored under the wrong key"));
+        }
+        groups.push((gk, group));
+    }
+    Ok(groups)
 }
 
 fn is_empty_db(conn: &Connection) -> bool {
@@ -155,35 +180,11 @@ fn decode(data: &[u8]) -> Result<Group, String> {
 
 impl Backend for SqliteBackend {
     fn load(&mut self) -> Result<Vec<(GroupKey, Group)>, StorageError> {
-        let path = self.path.display().to_string();
-        let corrupt = |reason: String| StorageError::Corrupt {
-            path: path.clone(),
-            reason,
-        };
-        let mut stmt = self
-            .conn
-            .prepare("SELECT key, crc, data FROM groups")
-            .map_err(|e| corrupt(e.to_string()))?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?))
-            })
-            .map_err(|e| corrupt(e.to_string()))?;
-        let mut groups = Vec::new();
-        for row in rows {
-            let (key, crc, data) = row.map_err(|e| corrupt(e.to_string()))?;
-            let shown = String::from_utf8_lossy(&key).replace('\u{fffd}', "/");
-            if i64::from(crc32fast::hash(&data)) != crc {
-                return Err(corrupt(format!("group {shown:?} fails its checksum")));
-            }
-            let group = decode(&data).map_err(|e| corrupt(format!("group {shown:?} cannot be decoded: {e}")))?;
-            let gk = GroupKey::new(&group.labels);
-            if gk.to_bytes() != key {
-                return Err(corrupt(format!("group {shown:?} is stored under the wrong key")));
-            }
-            groups.push((gk, group));
+        match self.loaded.take() {
+            Some(groups) => Ok(groups),
+            None => read_groups(&self.conn)
+                .map_err(|reason| StorageError::Corrupt { path: self.path.display().to_string(), reason }),
         }
-        Ok(groups)
     }
 
     fn commit(&mut self, changes: &[(GroupKey, Option<Arc<Group>>)]) -> Result<(), StorageError> {

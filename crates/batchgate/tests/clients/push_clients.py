@@ -245,6 +245,10 @@ do_post(
     compression="gzip",
 )
 
+# 8b. A job name with `/` (job@base64) and a gzip-compressed PUT.
+do_put("py/slashed job", rows_registry(4), {"instance": "s/1"})
+do_put("py_gzip", rows_registry(6), {"instance": "gz-put"}, compression="gzip")
+
 # 9. DELETE: plain key, base64 key, a key that never existed (no-op, 202), and a partial key that
 #    must not touch the longer key.
 do_put("py_doomed", rows_registry(1), {"instance": "x"})
@@ -252,6 +256,8 @@ do_delete("py_doomed", {"instance": "x"})
 do_put("py_doomed_b64", rows_registry(1), {"path": "/tmp/gone dir", "instance": ""})
 do_delete("py_doomed_b64", {"path": "/tmp/gone dir", "instance": ""})
 do_delete("py_never_pushed", {"instance": "nothing"})
+do_put("py/doomed/job", rows_registry(1))
+do_delete("py/doomed/job")
 do_put("py_partial", rows_registry(8), {"instance": "i1"})
 do_delete("py_partial")  # {job=py_partial} is not {job=py_partial,instance=i1}
 # Delete then push again: the group is back with only the new push.

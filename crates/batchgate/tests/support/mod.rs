@@ -100,9 +100,17 @@ impl Server {
                 .stderr(logf)
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+            // The route prefix defaults to the path of --web.external-url.
+            let external_path = args
+                .iter()
+                .find_map(|a| a.strip_prefix("--web.external-url="))
+                .and_then(|u| u.split("://").nth(1))
+                .and_then(|rest| rest.find('/').map(|i| rest[i..].to_string()));
             let prefix = args
                 .iter()
                 .find_map(|a| a.strip_prefix("--web.route-prefix="))
+                .map(str::to_string)
+                .or(external_path)
                 .map(|p| p.trim_end_matches('/').to_string())
                 .unwrap_or_default();
             let mut s = Server {
@@ -161,6 +169,25 @@ impl Server {
             .arg(self.child.id().to_string())
             .status();
         self.child.wait().expect("wait for server")
+    }
+
+    /// SIGTERM, then wait up to `limit` for the exit; `None` (after a `kill -9`) if it hung.
+    pub fn terminate_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                self.kill9();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn pid(&self) -> u32 {
