@@ -75,42 +75,105 @@ fn series_key(name: &str, metric: &Metric) -> Box<str> {
     key.into_boxed_str()
 }
 
-/// Go's `%s` of a `dto.Metric` (protobuf text), as embedded in the Pushgateway's error texts.
+/// A string as golang/protobuf 1.3's text marshaller writes it (bytes outside printable ASCII
+/// as octal escapes).
+fn proto_string(out: &mut String, s: &str) {
+    out.push('"');
+    for b in s.bytes() {
+        match b {
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            0x20..=0x7e => out.push(char::from(b)),
+            _ => {
+                let _ = write!(out, "\\{b:03o}");
+            }
+        }
+    }
+    out.push('"');
+}
+
+fn proto_float(v: f64) -> String {
+    match v {
+        f64::INFINITY => "inf".into(),
+        f64::NEG_INFINITY => "-inf".into(),
+        v if v.is_nan() => "nan".into(),
+        v => format_float(v),
+    }
+}
+
+/// Go's `%s` of a `dto.Metric` (golang/protobuf 1.3 compact text, as Pushgateway 1.5.1 prints
+/// it in its error texts): set fields only, in declaration order.
 fn describe(metric: &Metric) -> String {
     let mut out = String::new();
     for pair in &metric.label {
-        let _ = write!(
-            out,
-            "label:{{name:{:?} value:{:?}}} ",
-            pair.name.as_deref().unwrap_or(""),
-            pair.value.as_deref().unwrap_or("")
-        );
+        out.push_str("label:<");
+        if let Some(name) = &pair.name {
+            out.push_str("name:");
+            proto_string(&mut out, name);
+            out.push(' ');
+        }
+        if let Some(value) = &pair.value {
+            out.push_str("value:");
+            proto_string(&mut out, value);
+            out.push(' ');
+        }
+        out.push_str("> ");
     }
-    let value = |v: Option<f64>| format_float(v.unwrap_or(0.0));
+    let value = |out: &mut String, field: &str, v: Option<f64>| {
+        if let Some(v) = v {
+            let _ = write!(out, "{field}:{} ", proto_float(v));
+        }
+    };
     if let Some(g) = &metric.gauge {
-        let _ = write!(out, "gauge:{{value:{}}} ", value(g.value));
+        out.push_str("gauge:<");
+        value(&mut out, "value", g.value);
+        out.push_str("> ");
     }
     if let Some(c) = &metric.counter {
-        let _ = write!(out, "counter:{{value:{}}} ", value(c.value));
+        out.push_str("counter:<");
+        value(&mut out, "value", c.value);
+        out.push_str("> ");
+    }
+    if let Some(sm) = &metric.summary {
+        out.push_str("summary:<");
+        if let Some(n) = sm.sample_count {
+            let _ = write!(out, "sample_count:{n} ");
+        }
+        value(&mut out, "sample_sum", sm.sample_sum);
+        for q in &sm.quantile {
+            out.push_str("quantile:<");
+            value(&mut out, "quantile", q.quantile);
+            value(&mut out, "value", q.value);
+            out.push_str("> ");
+        }
+        out.push_str("> ");
     }
     if let Some(u) = &metric.untyped {
-        let _ = write!(out, "untyped:{{value:{}}} ", value(u.value));
-    }
-    if let Some(s) = &metric.summary {
-        let _ = write!(
-            out,
-            "summary:{{sample_count:{} sample_sum:{}}} ",
-            s.sample_count.unwrap_or(0),
-            value(s.sample_sum)
-        );
+        out.push_str("untyped:<");
+        value(&mut out, "value", u.value);
+        out.push_str("> ");
     }
     if let Some(h) = &metric.histogram {
-        let _ = write!(
-            out,
-            "histogram:{{sample_count:{} sample_sum:{}}} ",
-            h.sample_count.unwrap_or(0),
-            value(h.sample_sum)
-        );
+        out.push_str("histogram:<");
+        if let Some(n) = h.sample_count {
+            let _ = write!(out, "sample_count:{n} ");
+        }
+        value(&mut out, "sample_sum", h.sample_sum);
+        for b in &h.bucket {
+            out.push_str("bucket:<");
+            if let Some(n) = b.cumulative_count {
+                let _ = write!(out, "cumulative_count:{n} ");
+            }
+            value(&mut out, "upper_bound", b.upper_bound);
+            out.push_str("> ");
+        }
+        out.push_str("> ");
+    }
+    if let Some(ts) = metric.timestamp_ms {
+        let _ = write!(out, "timestamp_ms:{ts} ");
     }
     out
 }
@@ -127,7 +190,9 @@ fn check_family(family: &MetricFamily) -> Result<(), String> {
     let raw_type = family.r#type.unwrap_or_default();
     if !matches!(MetricType::try_from(raw_type), Ok(t) if t != MetricType::GaugeHistogram) {
         let shown = MetricType::try_from(raw_type).map_or(raw_type.to_string(), |t| t.proto_name().to_string());
-        return Err(format!("metric family {name:?} has type {shown}, which the text format cannot expose"));
+        return Err(format!(
+            "metric family {name:?} has type {shown}, which the text format cannot expose"
+        ));
     }
     let mtype = family.metric_type();
     for metric in &family.metric {
@@ -418,7 +483,10 @@ mod tests {
         b.metric[0].gauge = None;
         b.metric[0].untyped = Some(Untyped { value: Some(1.0) });
         let err = index.replace(&[], &[&b]).unwrap_err();
-        assert!(err.ends_with("is not a GAUGE"), "{err}");
+        assert_eq!(
+            err,
+            r#"collected metric "m" { label:<name:"instance" value:"" > label:<name:"job" value:"b" > untyped:<value:1 > } is not a GAUGE"#
+        );
         let dup = gauge("m", &[("instance", ""), ("job", "a")], 2.0);
         let other = gauge("n", &[("instance", ""), ("job", "c")], 2.0);
         let err = index.replace(&[], &[&other, &dup]).unwrap_err();
