@@ -11,7 +11,8 @@
 //! Knobs (environment): `BENCH_WINDOW_SECS` (measurement window, default 10, quick 2),
 //! `BENCH_REPS` (repetitions, default 3, quick 1), `BENCH_GROUPS` (two group counts, default
 //! `1000,10000`), `BENCH_CONNS` (default 16), `BENCH_REFERENCE=0` (batchgate only),
-//! `BENCH_BATCHGATE=0` (reference only), `BENCH_BATCHGATE_FLAGS` (extra `serve` flags).
+//! `BENCH_BATCHGATE=0` (reference only), `BENCH_BATCHGATE_FLAGS` (extra `serve` flags),
+//! `BENCH_BATCHGATE_BIN` (another batchgate binary than the one cargo built).
 //! Progress goes to stderr; the table and, as the very last line, one JSON object with every
 //! figure (per-window values included) go to stdout: `scripts/bench | tail -1 | jq`.
 //!
@@ -164,6 +165,44 @@ fn machine_busy_seconds(ticks: f64) -> f64 {
     // user nice system idle iowait irq softirq steal (guest time is already in user)
     let total: f64 = v.iter().take(8).sum();
     (total - v[3] - v[4]) / ticks
+}
+
+/// Time the machine's CPUs spent waiting for I/O, in seconds.
+fn machine_iowait_seconds(ticks: f64) -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    stat.lines()
+        .find(|l| l.starts_with("cpu "))
+        .and_then(|l| l.split_whitespace().nth(5))
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(f64::NAN, |v| v / ticks)
+}
+
+/// Bytes written to the machine's disks (`/sys/block/*/stat`, loop and RAM devices excluded).
+fn disk_written_bytes() -> f64 {
+    let Ok(rd) = std::fs::read_dir("/sys/block") else {
+        return f64::NAN;
+    };
+    rd.filter_map(Result::ok)
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            !["loop", "ram", "zram"].iter().any(|p| n.starts_with(p))
+        })
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter_map(|s| s.split_whitespace().nth(6)?.parse::<f64>().ok())
+        .map(|sectors| sectors * 512.0)
+        .sum()
+}
+
+/// Bytes a process caused to be written to storage (`/proc/PID/io` `write_bytes`).
+fn proc_written_bytes(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("write_bytes:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(f64::NAN)
 }
 
 /// The 1-minute load average (other work on the machine distorts every figure).
@@ -411,6 +450,12 @@ struct Window {
     client_cpu_ms_per_push: f64,
     /// CPU used by every other process on the machine during the window, in cores.
     other_cores: f64,
+    /// The machine's CPUs waiting for I/O during the window, in cores.
+    iowait_cores: f64,
+    /// Bytes the server wrote to storage per push (durability cost).
+    server_disk_kb_per_push: f64,
+    /// Disk writes of every other process during the window, MB/s.
+    other_disk_mb_s: f64,
 }
 
 #[derive(Clone, Debug)]
@@ -419,6 +464,9 @@ struct PushResult {
     windows: Vec<Window>,
     warmup_s: f64,
     loadavg_before: f64,
+    /// `VmRSS` (KiB) before the load, i.e. right after the fill, and after it.
+    rss_before_kib: u64,
+    rss_after_kib: u64,
     first_error: Option<String>,
 }
 
@@ -440,15 +488,23 @@ impl PushResult {
             "errors": self.errors(),
             "first_error": self.first_error,
                         "warmup_s": self.warmup_s,
-            "loadavg_1m_before": self.loadavg_before,
-            "other_processes_cores": self.median(|w| w.other_cores),
+                        "loadavg_1m_before": self.loadavg_before,
+            "rss_before_kib": self.rss_before_kib,
+            "rss_after_kib": self.rss_after_kib,
+                        "other_processes_cores": self.median(|w| w.other_cores),
+            "iowait_cores": self.median(|w| w.iowait_cores),
+            "server_disk_kb_per_push": self.median(|w| w.server_disk_kb_per_push),
+            "other_processes_disk_mb_s": self.median(|w| w.other_disk_mb_s),
 
             "windows": self.windows.iter().map(|w| json!({
                 "secs": w.secs, "pushes": w.pushes, "errors": w.errors, "pushes_per_s": w.rate,
                 "p50_ms": w.p50_ms, "p99_ms": w.p99_ms,
                 "server_cpu_ms_per_push": w.server_cpu_ms_per_push,
                                 "client_cpu_ms_per_push": w.client_cpu_ms_per_push,
-                "other_processes_cores": w.other_cores,
+                                "other_processes_cores": w.other_cores,
+                "iowait_cores": w.iowait_cores,
+                "server_disk_kb_per_push": w.server_disk_kb_per_push,
+                "other_processes_disk_mb_s": w.other_disk_mb_s,
             })).collect::<Vec<_>>(),
         })
     }
@@ -485,12 +541,14 @@ async fn measure(cfg: &Config, ticks: f64, pid: u32, base: &str, groups: usize, 
     let samples = Arc::new(Mutex::new(Vec::<Sample>::with_capacity(1 << 16)));
     let first_error = Arc::new(Mutex::new(None::<String>));
     let loadavg_before = loadavg();
+    let rss_before_kib = rss_kib(pid).0;
     progress!(
         "{what}: pushing over {groups} groups from {} connections: warm-up, then {} x {:.0} s \
-         (load average {loadavg_before:.2})",
+         (load average {loadavg_before:.2}, server RSS {:.1} MiB)",
         cfg.conns,
         cfg.reps,
-        cfg.window.as_secs_f64()
+        cfg.window.as_secs_f64(),
+        rss_before_kib as f64 / 1024.0
     );
     let mut tasks = Vec::new();
     for _ in 0..cfg.conns {
@@ -536,6 +594,9 @@ async fn measure(cfg: &Config, ticks: f64, pid: u32, base: &str, groups: usize, 
             cpu_seconds(pid, ticks),
             cpu_seconds(0, ticks),
             machine_busy_seconds(ticks),
+            machine_iowait_seconds(ticks),
+            disk_written_bytes(),
+            proc_written_bytes(pid),
         )
     };
     let mut bounds = vec![snap()];
@@ -561,7 +622,7 @@ async fn measure(cfg: &Config, ticks: f64, pid: u32, base: &str, groups: usize, 
     let samples = std::mem::take(&mut *samples.lock().unwrap());
     let mut windows = Vec::new();
     for w in bounds.windows(2) {
-        let ((a, sa, ca, ma), (b, sb, cb, mb)) = (w[0], w[1]);
+        let ((a, sa, ca, ma, ia, da, wa), (b, sb, cb, mb, ib, db, wb)) = (w[0], w[1]);
         let mut lat: Vec<u32> = Vec::new();
         let mut errors = 0;
         for s in samples.iter().filter(|s| s.done >= a && s.done < b) {
@@ -574,8 +635,9 @@ async fn measure(cfg: &Config, ticks: f64, pid: u32, base: &str, groups: usize, 
         lat.sort_unstable();
         let pushes = lat.len() as u64;
         let secs = (b - a).as_secs_f64();
+        // No tick of CPU time at all (10 ms resolution) over a window: below resolution.
         let per = |d: f64| {
-            if pushes == 0 {
+            if pushes == 0 || d <= 0.0 {
                 f64::NAN
             } else {
                 d * 1000.0 / pushes as f64
@@ -591,6 +653,13 @@ async fn measure(cfg: &Config, ticks: f64, pid: u32, base: &str, groups: usize, 
             server_cpu_ms_per_push: per(sb - sa),
             client_cpu_ms_per_push: per(cb - ca),
             other_cores: ((mb - ma) - (sb - sa) - (cb - ca)).max(0.0) / secs,
+            iowait_cores: (ib - ia) / secs,
+            server_disk_kb_per_push: if pushes == 0 {
+                f64::NAN
+            } else {
+                (wb - wa) / 1024.0 / pushes as f64
+            },
+            other_disk_mb_s: ((db - da) - (wb - wa)).max(0.0) / 1e6 / secs,
         });
     }
     let r = PushResult {
@@ -598,16 +667,22 @@ async fn measure(cfg: &Config, ticks: f64, pid: u32, base: &str, groups: usize, 
         windows,
         warmup_s,
         loadavg_before,
+        rss_before_kib,
+        rss_after_kib: rss_kib(pid).0,
         first_error: first_error.lock().unwrap().clone(),
     };
     progress!(
         "{what}: {groups} groups: {:.0} pushes/s, p50 {:.2} ms, p99 {:.2} ms, server CPU {:.3} ms/push, \
-         other processes {:.2} cores{}",
+                           other processes {:.2} cores and {:.1} MB/s of disk writes, iowait {:.2} cores, \
+         server RSS {:.1} MiB{}",
         r.median(|w| w.rate),
         r.median(|w| w.p50_ms),
         r.median(|w| w.p99_ms),
         r.median(|w| w.server_cpu_ms_per_push),
         r.median(|w| w.other_cores),
+        r.median(|w| w.other_disk_mb_s),
+        r.median(|w| w.iowait_cores),
+        r.rss_after_kib as f64 / 1024.0,
         match &r.first_error {
             Some(e) => format!(", {} ERRORS, first: {e}", r.errors()),
             None => String::new(),
@@ -626,6 +701,8 @@ struct ScrapeOnce {
     gzip: bool,
     content_type: String,
     groups: usize,
+    /// The server's own `batchgate_storage_*` lines, if it has any (batchgate only).
+    storage_lines: Vec<String>,
 }
 
 async fn scrape_once(base: &str, gzip: bool, ticks: f64, pid: u32) -> Result<ScrapeOnce, String> {
@@ -659,6 +736,14 @@ async fn scrape_once(base: &str, gzip: bool, ticks: f64, pid: u32) -> Result<Scr
     } else {
         0
     };
+    let storage_lines = if encoding.is_empty() {
+        body.split(|&c| c == b'\n')
+            .filter(|l| l.starts_with(b"batchgate_storage_"))
+            .map(|l| String::from_utf8_lossy(l).into_owned())
+            .collect()
+    } else {
+        Vec::new()
+    };
     Ok(ScrapeOnce {
         ms,
         bytes: body.len(),
@@ -666,6 +751,7 @@ async fn scrape_once(base: &str, gzip: bool, ticks: f64, pid: u32) -> Result<Scr
         gzip: encoding == "gzip",
         content_type,
         groups,
+        storage_lines,
     })
 }
 
@@ -682,6 +768,7 @@ struct ScrapeResult {
     groups_seen: usize,
     rss_kib: u64,
     hwm_kib: u64,
+    storage_lines: Vec<String>,
 }
 
 impl ScrapeResult {
@@ -727,6 +814,7 @@ async fn scrapes(cfg: &Config, ticks: f64, pid: u32, base: &str, what: &str) -> 
                         gz.push(s);
                     } else {
                         r.groups_seen = s.groups;
+                        r.storage_lines = s.storage_lines.clone();
                         plain.push(s);
                     }
                 }
@@ -777,12 +865,27 @@ impl Column {
 fn bench_batchgate(cfg: &Config, rt: &tokio::runtime::Runtime, ticks: f64) -> Column {
     let what = "batchgate";
     let flags: Vec<&str> = cfg.batchgate_flags.iter().map(String::as_str).collect();
-    progress!(
-        "{what}: starting {} serve {}",
-        env!("CARGO_BIN_EXE_batchgate"),
-        flags.join(" ")
-    );
-    let server = Server::batchgate(&flags);
+    // BENCH_BATCHGATE_BIN: another build of batchgate (to compare two builds, or to run this
+    // bench while the tree does not compile: build it elsewhere with a stub `src/`).
+    let other_bin = std::env::var_os("BENCH_BATCHGATE_BIN").map(std::path::PathBuf::from);
+    let bin = other_bin
+        .clone()
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_batchgate").into());
+    progress!("{what}: starting {} serve {}", bin.display(), flags.join(" "));
+    let _dir;
+    let server = match other_bin {
+        None => Server::batchgate(&flags),
+        Some(bin) => {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let data = dir.path().join("data");
+            let data_arg = format!("--storage.path={}", data.display());
+            let mut args = vec!["serve", data_arg.as_str()];
+            args.extend_from_slice(&flags);
+            let s = Server::start(&bin, &args, data);
+            _dir = dir;
+            s
+        }
+    };
     let (pid, base) = (server.pid(), server.url.clone());
     let [small, large] = cfg.sizes;
     let mut col = Column::default();
@@ -795,6 +898,7 @@ fn bench_batchgate(cfg: &Config, rt: &tokio::runtime::Runtime, ticks: f64) -> Co
         col.scrape = scrapes(cfg, ticks, pid, &base, what).await;
     });
     let size = dir_size(&server.data_dir);
+    report_storage_metrics(&col.scrape.storage_lines, what);
     progress!(
         "{what}: RSS {:.1} MiB (peak {:.1} MiB), data directory {:.1} MB",
         col.scrape.rss_kib as f64 / 1024.0,
@@ -802,6 +906,38 @@ fn bench_batchgate(cfg: &Config, rt: &tokio::runtime::Runtime, ticks: f64) -> Co
         size as f64 / 1e6
     );
     col
+}
+
+/// Summarises batchgate's own commit histograms (cumulative over the whole run: fill included).
+fn report_storage_metrics(lines: &[String], what: &str) {
+    let value = |name: &str| {
+        lines.iter().find_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let rest = rest.strip_prefix("{}").unwrap_or(rest);
+            rest.strip_prefix(' ')?.trim().parse::<f64>().ok()
+        })
+    };
+    let count = value("batchgate_storage_commit_duration_seconds_count");
+    let sum = value("batchgate_storage_commit_duration_seconds_sum");
+    let writes = value("batchgate_storage_commit_writes_sum");
+    let over = |le: &str| {
+        let at = lines.iter().find_map(|l| {
+            let rest = l.strip_prefix("batchgate_storage_commit_duration_seconds_bucket{")?;
+            let rest = rest.strip_prefix(&format!("le=\"{le}\"}} "))?;
+            rest.trim().parse::<f64>().ok()
+        })?;
+        Some(count? - at)
+    };
+    if let (Some(n), Some(s)) = (count, sum) {
+        progress!(
+            "{what}: its own figures over the whole run: {n:.0} commits, mean {:.2} ms, {:.1} writes \
+             per commit{}{}",
+            s * 1000.0 / n.max(1.0),
+            writes.unwrap_or(f64::NAN) / n.max(1.0),
+            over("0.1").map_or(String::new(), |o| format!(", {o:.0} over 100 ms")),
+            over("1").map_or(String::new(), |o| format!(", {o:.0} over 1 s")),
+        );
+    }
 }
 
 fn dir_size(p: &Path) -> u64 {
@@ -967,9 +1103,24 @@ fn rows(cfg: &Config) -> Vec<Row<'static>> {
             Box::new(at(|w| w.client_cpu_ms_per_push)),
         ));
         rows.push((
+            format!("server disk writes per push @{g} (KB)"),
+            "info",
+            Box::new(at(|w| w.server_disk_kb_per_push)),
+        ));
+        rows.push((
             format!("other processes' CPU @{g} (cores)"),
             "info",
             Box::new(at(|w| w.other_cores)),
+        ));
+        rows.push((
+            format!("other processes' disk writes @{g} (MB/s)"),
+            "info",
+            Box::new(at(|w| w.other_disk_mb_s)),
+        ));
+        rows.push((
+            format!("machine iowait @{g} (cores)"),
+            "info",
+            Box::new(at(|w| w.iowait_cores)),
         ));
         rows.push((
             format!("push errors @{g}"),
@@ -1107,6 +1258,16 @@ fn print_table(cfg: &Config, bg: Option<&Column>, reference: Option<&(Column, Co
     for (name, col) in first_errors {
         if let Some(e) = col.and_then(|c| c.push.iter().find_map(|p| p.first_error.as_ref())) {
             println!("{name}: push errors, first: {e}");
+        }
+        for p in col.map_or(&[][..], |c| &c.push[..]) {
+            let fewest = p.windows.iter().map(|w| w.pushes).min().unwrap_or(0);
+            if fewest < 100 {
+                println!(
+                    "{name} @{}: only {fewest} pushes in a window: its percentiles rest on few \
+                     samples (and the client's CPU may be below the 10 ms tick: '-')",
+                    p.groups
+                );
+            }
         }
     }
 }

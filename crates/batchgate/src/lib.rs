@@ -3,6 +3,8 @@
 //! Data flows one way: HTTP ([`api`]) → [`store`] → pages ([`ui`]) and exposition.
 
 pub mod api;
+pub mod jobs;
+pub mod run;
 pub mod serve;
 pub mod store;
 pub mod telemetry;

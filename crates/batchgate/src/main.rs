@@ -12,11 +12,16 @@ struct Cli {
 enum Command {
     /// Run the gateway: accept pushes, serve /metrics and the APIs.
     Serve(batchgate::serve::ServeArgs),
+    /// Run a command as a batch job: push its start, outcome, duration and exit code.
+    Run(batchgate::run::RunArgs),
+    /// Validate a config file and show the jobs it declares, with their next expected run.
+    CheckConfig { file: std::path::PathBuf },
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) => return batchgate::run::main(args),
         Command::Serve(args) => batchgate::serve::init_logging(&args.log_level, &args.log_format).and_then(|()| {
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -24,6 +29,9 @@ fn main() -> std::process::ExitCode {
                 .map_err(anyhow::Error::from)
                 .and_then(|rt| rt.block_on(batchgate::serve::run(args)))
         }),
+        Command::CheckConfig { file } => {
+            batchgate::jobs::config::check_config(&file).map(|summary| print!("{summary}"))
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -134,8 +134,10 @@ pub fn init_logging(level: &str, format: &str) -> anyhow::Result<()> {
         "debug" | "info" | "warn" | "error" => tracing_subscriber::EnvFilter::new(format!("batchgate={level},warn")),
         other => bail!("--log.level={other:?} is not one of debug, info, warn, error"),
     };
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
         "logfmt" => builder.init(),

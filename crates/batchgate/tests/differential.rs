@@ -9,7 +9,8 @@
 //! Every test collects all mismatches of its table and prints them before failing.
 //! `BATCHGATE_DIFF_CANDIDATE=reference` runs the reference against itself (to check the harness and
 //! its normalisation; the intended-difference cases then apply the reference's expectation to both).
-//! `BATCHGATE_DIFF_ONLY=<substring>` runs only the cases whose name contains it.
+//! `BATCHGATE_DIFF_ONLY=<substring>` runs only the cases whose name contains it;
+//! `BATCHGATE_DIFF_TRACE=1` prints every answer; `BATCHGATE_DIFF_WORKERS=N` sets the threads per table.
 
 mod support;
 
@@ -202,7 +203,7 @@ fn http(port: u16, method: &str, target: &str, headers: &[(String, String)], bod
             ..Default::default()
         };
     };
-    s.set_read_timeout(Some(Duration::from_secs(20))).ok();
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
     let mut head = format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
@@ -412,8 +413,14 @@ impl Case {
                 .map(str::to_string)
         })
     }
+    /// The route prefix: `--web.route-prefix`, else the path of `--web.external-url`.
     fn prefix(&self) -> String {
+        let external = self.flag_value("--web.external-url").and_then(|u| {
+            let rest = u.split("://").nth(1)?;
+            rest.find('/').map(|i| rest[i..].to_string())
+        });
         self.flag_value("--web.route-prefix")
+            .or(external)
             .map(|p| p.trim_end_matches('/').to_string())
             .unwrap_or_default()
     }
@@ -447,6 +454,24 @@ fn st_body(code: u16, body: &str) -> Check {
             Ok(())
         } else {
             Err(format!("got {} {:?}, want {code} {body:?}", r.status, r.short()))
+        }
+    })
+}
+/// Status plus a substring of the Content-Type.
+fn content_type_has(code: u16, part: &'static str) -> Check {
+    Box::new(move |r: &Resp| {
+        let ct = r
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            .map(|(_, v)| v.as_str());
+        if r.status == code && ct.is_some_and(|ct| ct.contains(part)) {
+            Ok(())
+        } else {
+            Err(format!(
+                "got {} with Content-Type {ct:?}, want {code} with {part:?}",
+                r.status
+            ))
         }
     })
 }
@@ -526,10 +551,7 @@ fn is_push_time(name: &str) -> bool {
 }
 
 fn zero_or_nonzero(v: &str) -> &'static str {
-    match v.parse::<f64>() {
-        Ok(x) if x == 0.0 => "0",
-        _ => "NONZERO",
-    }
+    if v.parse::<f64>() == Ok(0.0) { "0" } else { "NONZERO" }
 }
 
 /// A text sample line split into name, the raw `{…}` part, the labels and the value.
@@ -821,13 +843,13 @@ fn norm_json(body: &[u8], any_help: &[(String, Vec<String>)]) -> String {
                 obj.insert("help".into(), "<one of the pushed helps>".into());
             }
         }
-        if is_push_time(name) {
-            if let Some(ms) = obj.get_mut("metrics").and_then(|m| m.as_array_mut()) {
-                for m in ms {
-                    if let Some(val) = m.get_mut("value") {
-                        let s = val.as_str().map(zero_or_nonzero).unwrap_or("<not a string>");
-                        *val = serde_json::Value::String(s.into());
-                    }
+        if is_push_time(name)
+            && let Some(ms) = obj.get_mut("metrics").and_then(|m| m.as_array_mut())
+        {
+            for m in ms {
+                if let Some(val) = m.get_mut("value") {
+                    let s = val.as_str().map(zero_or_nonzero).unwrap_or("<not a string>");
+                    *val = serde_json::Value::String(s.into());
                 }
             }
         }
@@ -983,6 +1005,9 @@ fn norm_body(c: &Case, step_method: &str, step_path: &str, r: &Resp, kind: Kind)
 fn diff_text(a: &str, b: &str) -> String {
     let al: Vec<&str> = a.lines().collect();
     let bl: Vec<&str> = b.lines().collect();
+    if al == bl {
+        return format!("    reference {a:?}\n    batchgate {b:?}");
+    }
     if al.len() + bl.len() <= 40 {
         return format!("reference:\n{}\nbatchgate:\n{}", indent(a), indent(b));
     }
@@ -1089,6 +1114,16 @@ fn run_case(c: &Case) -> Vec<String> {
         let r = send(&rs, st);
         let b = send(&bs, st);
         let what = format!("step {} {} {}", i + 1, st.method, st.path);
+        if std::env::var("BATCHGATE_DIFF_TRACE").is_ok() {
+            eprintln!(
+                "TRACE {} | {what} | reference {} {:?} | batchgate {} {:?}",
+                c.name,
+                r.status,
+                r.short().chars().take(160).collect::<String>(),
+                b.status,
+                b.short().chars().take(160).collect::<String>()
+            );
+        }
         let found: Vec<String> = match &st.cmp {
             Cmp::Same => compare_same(c, &st.method, &st.path, &r, &b, (rk, bk), true),
             Cmp::SameIgnoreBody => compare_same(c, &st.method, &st.path, &r, &b, (rk, bk), false),
@@ -1135,6 +1170,8 @@ fn run_case(c: &Case) -> Vec<String> {
 /// Runs a table in a few threads, each case on its own fresh pair of servers, and fails with
 /// every mismatch of every case.
 fn run_table(table: &str, cases: Vec<Case>) {
+    // Fail once, loudly, rather than once per case.
+    support::require("prometheus-pushgateway");
     let only = std::env::var("BATCHGATE_DIFF_ONLY").ok();
     let cases: Vec<Case> = cases
         .into_iter()
@@ -1202,6 +1239,13 @@ fn snappy_framed(data: &[u8]) -> Vec<u8> {
     let mut e = snap::write::FrameEncoder::new(Vec::new());
     e.write_all(data).unwrap();
     e.into_inner().unwrap()
+}
+
+/// A gzip stream cut in the middle of its deflate data (1.5.1: 400 `unexpected EOF`).
+fn truncated_gzip() -> Vec<u8> {
+    let text: String = (0..2000).map(|i| format!("line{i} 1\n")).collect();
+    let z = gzip(text.as_bytes());
+    z[..z.len() / 2].to_vec()
 }
 
 fn push_pb(path: &str, families: &[pb::MetricFamily]) -> Step {
@@ -1359,6 +1403,34 @@ fn route_cases() -> Vec<Case> {
             vec![put("/pg/metrics/job/x", "x 1\n"), get("/pg/metrics")],
         )
         .flags(&["--web.route-prefix=/pg/"]),
+        case(
+            "route_prefix_from_external_url",
+            vec![
+                put("/ext/metrics/job/x", "x 1\n"),
+                put("/metrics/job/x", "x 2\n"),
+                get("/ext/metrics"),
+                get("/ext/api/v1/metrics"),
+                get("/ext/-/ready"),
+                get("/metrics"),
+            ],
+        )
+        .flags(&["--web.external-url=http://gateway.example.com:9091/ext/"]),
+        case(
+            "route_prefix_root",
+            vec![put("/metrics/job/x", "x 1\n"), get("/-/healthy"), get("//metrics")],
+        )
+        .flags(&["--web.route-prefix=/"]),
+        case(
+            "options_on_other_routes",
+            vec![
+                req("OPTIONS", "/metrics/job/x"),
+                req("OPTIONS", "/metrics/job/x/a/b"),
+                req("OPTIONS", "/metrics"),
+                req("OPTIONS", "/-/healthy"),
+                req("OPTIONS", "/-/quit"),
+                req("OPTIONS", "/nope"),
+            ],
+        ),
         case(
             "telemetry_path",
             vec![
@@ -1518,7 +1590,6 @@ fn grouping_cases() -> Vec<Case> {
                     "/metrics/job@base64/dGVzdC9qb2I/instance@base64/dGVzdGluc3RhbmNl",
                     "b 2\n",
                 ),
-                put("/metrics/job@base64/Qmr2cm4", "b 3\n"),
                 put("/metrics/job@base64/QmrDtnJu", "b 4\n"),
             ],
         ),
@@ -1528,7 +1599,6 @@ fn grouping_cases() -> Vec<Case> {
                 put("/metrics/job/directory_cleaner/path@base64/L3Zhci90bXA", "d 1\n"),
                 put("/metrics/job/directory_cleaner2/path@base64/L3Zhci90bXA=", "d 2\n"),
                 put("/metrics/job/dc3/path@base64/L3Zhci90bXA==", "d 3\n"),
-                put("/metrics/job/dc4/a@base64/_-8", "d 4\n"),
                 put("/metrics/job/dc5/a@base64/w6k", "d 5\n"),
             ],
         ),
@@ -1538,8 +1608,14 @@ fn grouping_cases() -> Vec<Case> {
                 put("/metrics/job/x/foo@base64/foo.bar", "x 1\n"),
                 put("/metrics/job/x/a@base64/+/8", "x 1\n"),
                 put("/metrics/job@base64/foo.bar", "x 1\n"),
-                put("/metrics/job@base64/Zm9vY", "x 1\n"),
+                put("/metrics/job@base64/Zm9vY", "x 1\n").each(
+                    Box::new(|_: &Resp| Ok(())),
+                    st_has(400, &["invalid base64 encoding in job name "]),
+                    "the reference answers 400 with the partly decoded name (\"foo\") or drops \
+                     the connection, and a later push can hang: only batchgate's 400 is asserted",
+                ),
                 put("/metrics/job/x/a@base64/Zm9vY", "x 1\n"),
+                put("/metrics/job/x/a@base64/ab+c", "x 1\n"),
                 del("/metrics/job@base64/!!"),
                 del("/metrics/job/x/a@base64/!!"),
             ],
@@ -1807,7 +1883,7 @@ fn parser_cases() -> Vec<Case> {
                 put("/metrics/job/p2", "not gzip\n").h("Content-Encoding", "gzip"),
                 put("/metrics/job/p3", "").h("Content-Encoding", "gzip").raw(gzip(b"bad line")),
                 post(p, "").h("Content-Encoding", "gzip").raw(gzip(b"")),
-                post(p, "").h("Content-Encoding", "gzip").raw(gzip(b"gz3 3\n")[..10].to_vec()),
+                post(p, "").h("Content-Encoding", "gzip").raw(truncated_gzip()),
             ],
         ),
         case(
@@ -1909,8 +1985,7 @@ fn parser_cases() -> Vec<Case> {
                 req("PUT", p).h("Content-Type", PB).raw(vec![0x02, 0xff, 0xff]),
                 req("PUT", p).h("Content-Type", "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily").raw(pb::delimited(&[pb::family("x", "", 1, vec![pb::simple(1, &[], 1.0)])])),
                 req("PUT", p).h("Content-Type", "application/vnd.google.protobuf; encoding=delimited").raw(pb::delimited(&[pb::family("x", "", 1, vec![pb::simple(1, &[], 1.0)])])),
-                push_pb(p, &[pb::family("", "", 1, vec![pb::simple(1, &[], 1.0)])]),
-                push_pb(p, &[pb::family("bad-name", "", 1, vec![pb::simple(1, &[], 1.0)])]),
+
                 push_pb(p, &[pb::family("lbl", "", 1, vec![pb::simple(1, &[("bad-label", "v")], 1.0)])]),
                 push_pb(p, &[pb::family("mis", "", 1, vec![pb::simple(0, &[], 1.0)])]),
             ],
@@ -2034,16 +2109,21 @@ fn semantics_cases() -> Vec<Case> {
                 put("/metrics/job/u3", "# TYPE push_time_seconds counter\npush_time_seconds 5\n"),
                 put("/metrics/job/u4", "push_time_seconds{x=\"y\"} 5\n"),
                 get("/metrics").pair(|r, b| {
-                    // The user-pushed push_failure_time_seconds 5 replaces the stored one (§1.5.4).
-                    let want = "push_failure_time_seconds{instance=\"\",job=\"u2\"} 5\n";
-                    match (r.text().contains(want), b.text().contains(want)) {
+                    // Intended difference 13: the reference lets a pushed push_failure_time_seconds
+                    // replace the stored one (§1.5.4), with whatever labels it carries, which can
+                    // collide with another group's; batchgate writes both timestamps itself.
+                    let pushed = "push_failure_time_seconds{instance=\"\",job=\"u2\"} 5\n";
+                    let own = "push_failure_time_seconds{instance=\"\",job=\"u2\"} 0\n";
+                    match (r.text().contains(pushed), b.text().contains(own)) {
                         (true, true) => Ok(()),
-                        x => Err(format!("`{}` in (reference, batchgate): {x:?}", want.trim())),
+                        x => Err(format!("(reference shows 5, batchgate shows 0): {x:?}")),
                     }
                 }),
             ],
         )
         // {job=u2}'s own push_failure_time_seconds has no help: the merged family's help is random.
+        // The final states differ by intended difference 13 (checked above).
+        .no_final()
         .any_help(
             "push_failure_time_seconds",
             &["Last Unix time when changing this group in the Pushgateway failed.", ""],
@@ -2140,10 +2220,23 @@ fn semantics_cases() -> Vec<Case> {
                     st(200),
                     "intended difference 2: the reference rejects pushes that clash with its own go_* metrics; batchgate has none",
                 ),
-                put("/metrics/job/ps", "process_start_time_seconds 5\n").each(
-                    st(400),
+                // batchgate exports process_* metrics too (process_start_time_seconds is a
+                // gauge in both), so this clash is the same in both, with the same text (#138).
+                put("/metrics/job/ps", "process_start_time_seconds 5\n"),
+                put(
+                    "/metrics/job/bi",
+                    "# TYPE batchgate_build_info counter\nbatchgate_build_info 1\n",
+                )
+                .each(
                     st(200),
-                    "intended difference 2: process_* of the reference (#138)",
+                    st_body(
+                        400,
+                        "pushed metrics are invalid or inconsistent with existing metrics: \
+                         gathered metric family batchgate_build_info has type COUNTER but should \
+                         have GAUGE\n",
+                    ),
+                    "intended difference 2: batchgate rejects a type clash with its own \
+                     batchgate_* metrics, as the reference does with its own",
                 ),
                 put("/metrics/job/gc", "# TYPE go_goroutines counter\ngo_goroutines 1\n").each(
                     st(400),
@@ -2152,7 +2245,7 @@ fn semantics_cases() -> Vec<Case> {
                 ),
                 get("/metrics").each(
                     st_lacks(200, &["go_goroutines{instance=\"\",job=\"gg\"}"]),
-                    st_has(200, &["go_goroutines{instance=\"\",job=\"gg\"} 1", "process_start_time_seconds{instance=\"\",job=\"ps\"} 5"]),
+                    st_has(200, &["go_goroutines{instance=\"\",job=\"gg\"} 1"]),
                     "intended difference 2",
                 ),
             ],
@@ -2237,6 +2330,102 @@ fn intended_cases() -> Vec<Case> {
                         Ok(())
                     }),
                     why_poison,
+                ),
+            ],
+        )
+        .no_final(),
+        case(
+            "poisoned_store_by_invalid_utf8_grouping_value",
+            // A grouping value that is not UTF-8 (only reachable through @base64) is rejected by
+            // both; the reference's rejection leaves a ghost group whose push-time series are
+            // invalid, so every later push is 400 and every scrape 500.
+            vec![
+                put("/metrics/job@base64/Qmr2cm4", "b 1\n").each(
+                    st_has(400, &["whose value is not utf8"]),
+                    st(400),
+                    why_poison,
+                ),
+                put("/metrics/job/dc4/a@base64/_-8", "d 4\n").each(st(400), st(400), why_poison),
+                put("/metrics/job/ok", "ok 1\n").each(
+                    st_has(400, &["whose value is not utf8"]),
+                    st(200),
+                    why_poison,
+                ),
+                get("/metrics").each(
+                    st(500),
+                    both(
+                        st_has(200, &["ok{instance=\"\",job=\"ok\"} 1\n"]),
+                        st_lacks(200, &["job=\"Bj", "dc4"]),
+                    ),
+                    why_poison,
+                ),
+                get("/api/v1/metrics").each(
+                    st(200),
+                    json_check(|v| match v["data"].as_array().map(Vec::len) {
+                        Some(1) => Ok(()),
+                        _ => Err(format!("want only the {{job=ok}} group: {v}")),
+                    }),
+                    why_poison,
+                ),
+            ],
+        )
+        .no_final(),
+        case(
+            // New intended difference 10: 1.5.1 accepts a gzip body that ends right after the
+            // gzip header as an empty push (200), so a truncated PUT wipes the group. batchgate
+            // answers 400: a truncated body is not a valid body (SPEC §5: no partial write on
+            // any input).
+            "gzip_truncated_after_header",
+            vec![
+                put("/metrics/job/g", "keep 1\n"),
+                put("/metrics/job/g", "")
+                    .h("Content-Encoding", "gzip")
+                    .raw(gzip(b"keep 2\n")[..10].to_vec())
+                    .each(
+                        st(200),
+                        st(400),
+                        "intended difference 10: a truncated gzip body is an error",
+                    ),
+                get("/metrics").each(
+                    st_lacks(200, &["keep{"]),
+                    st_has(200, &["keep{instance=\"\",job=\"g\"} 1\n"]),
+                    "intended difference 10: the reference wiped the group",
+                ),
+            ],
+        )
+        .no_final(),
+        case(
+            // New intended difference 11: 1.5.1 accepts a protobuf family with an invalid (or
+            // empty) metric name and then exposes a line like `bad-name{…} 1`, which makes
+            // Prometheus fail the whole scrape of the gateway. batchgate rejects the push like
+            // any inconsistent push (400, failure time set), so every other job keeps being
+            // scraped (SPEC §2: no push leaves the store in a state where scrapes fail).
+            "protobuf_invalid_metric_names",
+            vec![
+                push_pb("/metrics/job/p", &[pb::family("", "", 1, vec![pb::simple(1, &[], 1.0)])]).each(
+                    st(200),
+                    st_has(400, &["pushed metrics are invalid or inconsistent with existing metrics: "]),
+                    "intended difference 11: an empty metric name is rejected",
+                ),
+                push_pb(
+                    "/metrics/job/p",
+                    &[pb::family("bad-name", "", 1, vec![pb::simple(1, &[], 1.0)])],
+                )
+                .each(
+                    st(200),
+                    st_has(
+                        400,
+                        &["pushed metrics are invalid or inconsistent with existing metrics: ", "bad-name"],
+                    ),
+                    "intended difference 11: an invalid metric name is rejected",
+                ),
+                get("/metrics").each(
+                    st_has(200, &["bad-name{instance=\"\",job=\"p\"} 1\n"]),
+                    both(
+                        st_lacks(200, &["bad-name"]),
+                        st_has(200, &["push_failure_time_seconds{instance=\"\",job=\"p\"} "]),
+                    ),
+                    "intended difference 11",
                 ),
             ],
         )
@@ -2382,7 +2571,20 @@ fn exposition_cases() -> Vec<Case> {
     let mut steps = vec![put("/metrics/job/neg", &body)];
     for (_, accept) in text_accepts {
         let s = get("/metrics");
-        steps.push(if accept.is_empty() { s } else { s.h("Accept", accept) });
+        steps.push(
+            if accept.contains("encoding=text") || accept.contains("encoding=compact-text") {
+                s.h("Accept", accept).each(
+                    content_type_has(200, "application/vnd.google.protobuf"),
+                    content_type_has(200, "text/plain; version=0.0.4"),
+                    "intended difference 12: the protobuf debug text formats are not offered; batchgate answers \
+                 in the text format 0.0.4, which every scraper reads (Prometheus never asks for them)",
+                )
+            } else if accept.is_empty() {
+                s
+            } else {
+                s.h("Accept", accept)
+            },
+        );
     }
     for (_, accept) in text_accepts.iter().take(3).chain(text_accepts.iter().skip(8).take(1)) {
         let s = get("/metrics").h("Accept-Encoding", "gzip");

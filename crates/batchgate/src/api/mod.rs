@@ -57,11 +57,31 @@ fn not_found() -> Response {
     plain(StatusCode::NOT_FOUND, "404 page not found")
 }
 
-fn redirect(status: StatusCode, location: &str) -> Response {
-    let mut r = Response::new(Body::empty());
+/// A redirect as Go's `http.Redirect` writes it: an HTML body for GET, a content type for HEAD.
+fn redirect(method: &Method, status: StatusCode, location: &str) -> Response {
+    let body = if *method == Method::GET {
+        let href = location
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&#34;");
+        format!(
+            "<a href=\"{href}\">{}</a>.\n\n",
+            status.canonical_reason().unwrap_or("")
+        )
+    } else {
+        String::new()
+    };
+    let mut r = Response::new(Body::from(body));
     *r.status_mut() = status;
     if let Ok(v) = HeaderValue::from_str(location) {
         r.headers_mut().insert(header::LOCATION, v);
+    }
+    if *method == Method::GET || *method == Method::HEAD {
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
     }
     r
 }
@@ -135,7 +155,6 @@ enum Route<'a> {
     Ready,
     Ui,
     Telemetry,
-    Quit,
     Push(&'a str, bool, &'a str),
 }
 
@@ -143,7 +162,6 @@ impl Route<'_> {
     fn methods(&self) -> &'static [Method] {
         match self {
             Route::Healthy | Route::Ready | Route::Ui | Route::Telemetry => &[Method::GET],
-            Route::Quit => &[Method::POST, Method::PUT],
             Route::Push(..) => &[Method::DELETE, Method::POST, Method::PUT],
         }
     }
@@ -154,7 +172,6 @@ fn match_route<'a>(app: &App, path: &'a str) -> Option<Route<'a>> {
         "/-/healthy" => return Some(Route::Healthy),
         "/-/ready" => return Some(Route::Ready),
         "/" | "/status" => return Some(Route::Ui),
-        "/-/quit" => return Some(Route::Quit),
         p if p == app.telemetry_path => return Some(Route::Telemetry),
         _ => {}
     }
@@ -185,12 +202,31 @@ async fn route(app: &Arc<App>, request: Request) -> (&'static str, Response) {
     let Some(path) = decode_path(request.uri().path()) else {
         return ("other", (StatusCode::BAD_REQUEST, "400 Bad Request").into_response());
     };
-    // Registered outside the route prefix, as in the Pushgateway.
-    if path == "/-/quit" && method == Method::GET {
-        return (
-            "quit",
-            plain(StatusCode::METHOD_NOT_ALLOWED, "Only POST or PUT requests allowed."),
-        );
+    // `GET /-/quit` is registered outside the route prefix, `PUT`/`POST` inside it, as in the
+    // Pushgateway.
+    let prefix = app.route_prefix.as_str();
+    let at_root = path == "/-/quit";
+    let in_prefix = path.strip_prefix(prefix) == Some("/-/quit");
+    if at_root || in_prefix {
+        let mut allowed = Vec::new();
+        if at_root {
+            allowed.push(Method::GET);
+        }
+        if in_prefix {
+            allowed.extend([Method::POST, Method::PUT]);
+        }
+        if at_root && method == Method::GET {
+            let mut r = (StatusCode::METHOD_NOT_ALLOWED, "Only POST or PUT requests allowed.").into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            return ("quit", r);
+        }
+        if !allowed.contains(&method) {
+            return ("other", method_not_allowed(&method, &allowed));
+        }
+        return ("quit", quit(app));
     }
     let cleaned = clean_path(&path);
     if cleaned != path {
@@ -198,9 +234,8 @@ async fn route(app: &Arc<App>, request: Request) -> (&'static str, Response) {
         if let Some(q) = request.uri().query() {
             location = format!("{location}?{q}");
         }
-        return ("other", redirect(StatusCode::MOVED_PERMANENTLY, &location));
+        return ("other", redirect(&method, StatusCode::MOVED_PERMANENTLY, &location));
     }
-    let prefix = app.route_prefix.as_str();
     let Some(rel) = path.strip_prefix(prefix) else {
         return ("other", not_found());
     };
@@ -208,7 +243,11 @@ async fn route(app: &Arc<App>, request: Request) -> (&'static str, Response) {
         // `/prefix` → `/prefix/`, like the Pushgateway's router.
         return (
             "other",
-            redirect(StatusCode::MOVED_PERMANENTLY, &format!("{}/", escape_path(prefix))),
+            redirect(
+                &method,
+                StatusCode::MOVED_PERMANENTLY,
+                &format!("{}/", escape_path(prefix)),
+            ),
         );
     }
     if !rel.starts_with('/') {
@@ -217,7 +256,11 @@ async fn route(app: &Arc<App>, request: Request) -> (&'static str, Response) {
     if rel == "/api/v1" {
         return (
             "other",
-            redirect(StatusCode::MOVED_PERMANENTLY, &format!("{}/", escape_path(&path))),
+            redirect(
+                &method,
+                StatusCode::MOVED_PERMANENTLY,
+                &format!("{}/", escape_path(&path)),
+            ),
         );
     }
     if let Some(api_path) = rel.strip_prefix("/api/v1").filter(|p| p.starts_with('/')) {
@@ -229,14 +272,18 @@ async fn route(app: &Arc<App>, request: Request) -> (&'static str, Response) {
             Some(t) => t.to_string(),
             None => format!("{rel}/"),
         };
-        if let Some(r) = match_route(app, &toggled).filter(|r| r.methods().contains(&method)) {
-            let _ = r;
+        // `/metrics/job/` has no job; httprouter still redirects it to `/metrics/job`.
+        let push_root = rel == "/metrics/job/" && [Method::DELETE, Method::POST, Method::PUT].contains(&method);
+        if push_root || match_route(app, &toggled).is_some_and(|r| r.methods().contains(&method)) {
             let code = if method == Method::GET {
                 StatusCode::MOVED_PERMANENTLY
             } else {
                 StatusCode::TEMPORARY_REDIRECT
             };
-            return ("other", redirect(code, &escape_path(&format!("{prefix}{toggled}"))));
+            return (
+                "other",
+                redirect(&method, code, &escape_path(&format!("{prefix}{toggled}"))),
+            );
         }
         return ("other", not_found());
     };
@@ -249,7 +296,6 @@ async fn route(app: &Arc<App>, request: Request) -> (&'static str, Response) {
         Route::Ready => ("ready", health(app)),
         Route::Ui => ("status", crate::ui::page(app)),
         Route::Telemetry => ("metrics", exposition::serve(app.clone(), &parts.headers).await),
-        Route::Quit => ("quit", quit(app)),
         Route::Push(job, job_base64, labels) => {
             let target = PushTarget {
                 job,

@@ -44,8 +44,9 @@ pub struct PushTarget<'a> {
 }
 
 /// Go's `base64.RawURLEncoding` decoder (lenient about trailing bits, `\r`/`\n` skipped), with
-/// its error text, so 400 answers read exactly like the Pushgateway's.
-fn decode_base64(s: &str) -> Result<String, String> {
+/// its error text, so 400 answers read exactly like the Pushgateway's. On error it also returns
+/// what Go returns: the bytes of the complete quanta before the bad one.
+fn decode_base64(s: &str) -> Result<Vec<u8>, (Vec<u8>, String)> {
     let input = s.trim_end_matches('=').as_bytes();
     let mut out = Vec::with_capacity(input.len() * 3 / 4);
     let mut quantum = [0u8; 4];
@@ -61,7 +62,7 @@ fn decode_base64(s: &str) -> Result<String, String> {
             b'0'..=b'9' => c - b'0' + 52,
             b'-' => 62,
             b'_' => 63,
-            _ => return Err(format!("illegal base64 data at input byte {i}")),
+            _ => return Err((out, format!("illegal base64 data at input byte {i}"))),
         };
         if n == 0 {
             quantum_start = i;
@@ -77,21 +78,52 @@ fn decode_base64(s: &str) -> Result<String, String> {
     }
     match n {
         0 => {}
-        1 => return Err(format!("illegal base64 data at input byte {quantum_start}")),
+        1 => return Err((out, format!("illegal base64 data at input byte {quantum_start}"))),
         2 => out.push(quantum[0] << 2 | quantum[1] >> 4),
         _ => {
             out.push(quantum[0] << 2 | quantum[1] >> 4);
             out.push(quantum[1] << 4 | quantum[2] >> 2);
         }
     }
-    // Go strings may hold any bytes; batchgate stores UTF-8, so invalid bytes are replaced.
-    Ok(String::from_utf8_lossy(&out).into_owned())
+    Ok(out)
 }
 
-/// The grouping labels of a request, `job` included, or the Pushgateway's 400 text.
-pub fn grouping_labels(target: &PushTarget) -> Result<Labels, String> {
+/// Bytes quoted as Go's `%q` quotes a string: invalid UTF-8 as `\xNN`.
+fn go_quote(bytes: &[u8]) -> String {
+    let mut out = String::from("\"");
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid().escape_debug().to_string().as_str());
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The grouping labels of a request, `job` included.
+#[derive(Debug)]
+pub struct GroupingKey {
+    pub labels: Labels,
+    /// The first label whose (base64-decoded) value is not UTF-8, and that value quoted: such a
+    /// push is refused, as the Pushgateway refuses it, and no such group can exist.
+    pub not_utf8: Option<(String, String)>,
+}
+
+fn utf8_value(name: &str, bytes: Vec<u8>, not_utf8: &mut Option<(String, String)>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| {
+        not_utf8.get_or_insert_with(|| (name.to_string(), go_quote(e.as_bytes())));
+        String::from_utf8_lossy(e.as_bytes()).into_owned()
+    })
+}
+
+/// The grouping key of a request, or the Pushgateway's 400 text.
+pub fn grouping_labels(target: &PushTarget) -> Result<GroupingKey, String> {
+    let mut not_utf8 = None;
     let job = if target.job_base64 {
-        decode_base64(target.job).map_err(|e| format!("invalid base64 encoding in job name {:?}: {e}", target.job))?
+        let bytes = decode_base64(target.job)
+            .map_err(|(partial, e)| format!("invalid base64 encoding in job name {}: {e}", go_quote(&partial)))?;
+        utf8_value("job", bytes, &mut not_utf8)
     } else {
         target.job.to_string()
     };
@@ -113,14 +145,19 @@ pub fn grouping_labels(target: &PushTarget) -> Result<Labels, String> {
             let value = if trimmed == name {
                 value.to_string()
             } else {
-                decode_base64(value)
-                    .map_err(|e| format!("invalid base64 encoding for label {trimmed}={value:?}: {e}"))?
+                let bytes = decode_base64(value)
+                    .map_err(|(_, e)| format!("invalid base64 encoding for label {trimmed}={value:?}: {e}"))?;
+                utf8_value(trimmed, bytes, &mut not_utf8)
             };
             labels.insert(trimmed.to_string(), value);
         }
     }
     labels.insert("job".into(), job);
-    Ok(labels)
+    // A later `job` label in the path is overwritten by the job; so is its validity.
+    if not_utf8.as_ref().is_some_and(|(n, _)| n == "job") && !target.job_base64 {
+        not_utf8 = None;
+    }
+    Ok(GroupingKey { labels, not_utf8 })
 }
 
 /// The 413 answer for a body over `--push.max-body-bytes`.
@@ -160,8 +197,15 @@ fn decode_body(headers: &HeaderMap, body: Bytes, limit: usize) -> Result<Bytes, 
             if body[0] != 0x1f || body[1] != 0x8b || body[2] != 8 {
                 return Err(Box::new(plain(StatusCode::BAD_REQUEST, "gzip: invalid header")));
             }
-            read_limited(flate2::read::MultiGzDecoder::new(&body[..]), limit)
-                .map_err(|e| Box::new(plain(StatusCode::BAD_REQUEST, format!("gzip: {e}"))))?
+            read_limited(flate2::read::MultiGzDecoder::new(&body[..]), limit).map_err(|e| {
+                // Go reports a stream cut short as `unexpected EOF`.
+                let msg = if e.kind() == std::io::ErrorKind::UnexpectedEof || e.to_string().contains("incomplete") {
+                    "unexpected EOF".to_string()
+                } else {
+                    format!("gzip: {e}")
+                };
+                Box::new(plain(StatusCode::BAD_REQUEST, msg))
+            })?
         }
         "snappy" => read_limited(snap::read::FrameDecoder::new(&body[..]), limit)
             .map_err(|e| Box::new(plain(StatusCode::BAD_REQUEST, format!("snappy: {e}"))))?,
@@ -285,8 +329,8 @@ pub async fn push(app: &App, method: &Method, target: PushTarget<'_>, headers: &
         Ok(b) => b,
         Err(r) => return *r,
     };
-    let labels = match grouping_labels(&target) {
-        Ok(l) => l,
+    let key = match grouping_labels(&target) {
+        Ok(k) => k,
         Err(e) => return plain(StatusCode::BAD_REQUEST, e),
     };
     let families = match parse_body(headers, &body) {
@@ -296,6 +340,16 @@ pub async fn push(app: &App, method: &Method, target: PushTarget<'_>, headers: &
             return plain(StatusCode::BAD_REQUEST, e);
         }
     };
+    if let Some((name, value)) = key.not_utf8 {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "pushed metrics are invalid or inconsistent with existing metrics: grouping label {name:?} has a \
+                 value that is not UTF-8: {value}; base64-encode the UTF-8 bytes of the value"
+            ),
+        );
+    }
+    let labels = key.labels;
     if let Err(e) = check_limits(&app.limits, &labels, &families) {
         return plain(StatusCode::BAD_REQUEST, e);
     }
@@ -317,7 +371,9 @@ pub async fn push(app: &App, method: &Method, target: PushTarget<'_>, headers: &
 /// DELETE: removes exactly the addressed group.
 pub async fn delete(app: &App, target: PushTarget<'_>) -> Response {
     let labels = match grouping_labels(&target) {
-        Ok(l) => l,
+        // No group with such a key can exist: deleting it is the no-op it is in the Pushgateway.
+        Ok(GroupingKey { not_utf8: Some(_), .. }) => return StatusCode::ACCEPTED.into_response_empty(),
+        Ok(k) => k.labels,
         Err(e) => return plain(StatusCode::BAD_REQUEST, e),
     };
     match app
@@ -386,7 +442,7 @@ mod tests {
             job_base64,
             labels,
         })
-        .map(|l| l.into_iter().collect())
+        .map(|k| k.labels.into_iter().collect())
     }
 
     #[test]
@@ -417,18 +473,30 @@ mod tests {
         );
         assert_eq!(
             key("a+b", true, "").unwrap_err(),
-            r#"invalid base64 encoding in job name "a+b": illegal base64 data at input byte 1"#
+            r#"invalid base64 encoding in job name "": illegal base64 data at input byte 1"#
         );
+        // Go quotes what it decoded before the error.
+        assert_eq!(
+            key("Zm9vY", true, "").unwrap_err(),
+            r#"invalid base64 encoding in job name "foo": illegal base64 data at input byte 4"#
+        );
+        let k = grouping_labels(&PushTarget {
+            job: "Qmr2cm4",
+            job_base64: true,
+            labels: "",
+        })
+        .unwrap();
+        assert_eq!(k.not_utf8, Some(("job".to_string(), r#""Bj\xf6rn""#.to_string())));
     }
 
     #[test]
     fn base64_matches_go() {
-        assert_eq!(decode_base64("L3Zhci90bXA").unwrap(), "/var/tmp");
-        assert_eq!(decode_base64("L3Zhci90bXA==").unwrap(), "/var/tmp");
-        assert_eq!(decode_base64("QQ").unwrap(), "A");
+        assert_eq!(decode_base64("L3Zhci90bXA").unwrap(), b"/var/tmp");
+        assert_eq!(decode_base64("L3Zhci90bXA==").unwrap(), b"/var/tmp");
+        assert_eq!(decode_base64("QQ").unwrap(), b"A");
         assert_eq!(
             decode_base64("QUJDR").unwrap_err(),
-            "illegal base64 data at input byte 4"
+            (b"ABC".to_vec(), "illegal base64 data at input byte 4".into())
         );
     }
 }

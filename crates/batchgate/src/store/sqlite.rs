@@ -83,18 +83,24 @@ impl SqliteBackend {
 
 /// Reads and checks every group of an existing file without writing to it.
 fn verify(path: &Path) -> Result<Vec<(GroupKey, Group)>, StorageError> {
-    let corrupt = |reason: String| StorageError::Corrupt { path: path.display().to_string(), reason };
+    let corrupt = |reason: String| StorageError::Corrupt {
+        path: path.display().to_string(),
+        reason,
+    };
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
         .map_err(|e| corrupt(e.to_string()))?;
     let pragma = |name: &str| -> Result<i32, StorageError> {
-        conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0)).map_err(|e| corrupt(e.to_string()))
+        conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+            .map_err(|e| corrupt(e.to_string()))
     };
     let (app_id, version) = (pragma("application_id")?, pragma("user_version")?);
     if app_id == 0 && version == 0 && is_empty_db(&conn) {
         return Ok(Vec::new());
     }
     if app_id != APPLICATION_ID {
-        return Err(corrupt("it is not a batchgate data file (wrong SQLite application id)".into()));
+        return Err(corrupt(
+            "it is not a batchgate data file (wrong SQLite application id)".into(),
+        ));
     }
     if version > SCHEMA_VERSION {
         return Err(StorageError::Io(format!(
@@ -103,8 +109,9 @@ fn verify(path: &Path) -> Result<Vec<(GroupKey, Group)>, StorageError> {
             path.display()
         )));
     }
-    let check: String =
-        conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(|e| corrupt(e.to_string()))?;
+    let check: String = conn
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .map_err(|e| corrupt(e.to_string()))?;
     if check != "ok" {
         return Err(corrupt(format!("SQLite integrity check failed: {check}")));
     }
@@ -112,9 +119,13 @@ fn verify(path: &Path) -> Result<Vec<(GroupKey, Group)>, StorageError> {
 }
 
 fn read_groups(conn: &Connection) -> Result<Vec<(GroupKey, Group)>, String> {
-    let mut stmt = conn.prepare("SELECT key, crc, data FROM groups").map_err(|e| e.to_string())?;
+    let mut stmt = conn
+        .prepare("SELECT key, crc, data FROM groups")
+        .map_err(|e| e.to_string())?;
     let rows = stmt
-        .query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?)))
+        .query_map([], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?))
+        })
         .map_err(|e| e.to_string())?;
     let mut groups = Vec::new();
     for row in rows {
@@ -182,8 +193,10 @@ impl Backend for SqliteBackend {
     fn load(&mut self) -> Result<Vec<(GroupKey, Group)>, StorageError> {
         match self.loaded.take() {
             Some(groups) => Ok(groups),
-            None => read_groups(&self.conn)
-                .map_err(|reason| StorageError::Corrupt { path: self.path.display().to_string(), reason }),
+            None => read_groups(&self.conn).map_err(|reason| StorageError::Corrupt {
+                path: self.path.display().to_string(),
+                reason,
+            }),
         }
     }
 

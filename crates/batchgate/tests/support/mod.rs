@@ -8,13 +8,23 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A free TCP port on 127.0.0.1 (the listener is closed before the port is used, so two tests
-/// racing for it is possible but rare; `start` retries on a port clash).
+/// A free TCP port on 127.0.0.1, never the same twice in one test process: the OS may hand the
+/// same ephemeral port to two threads that bind and close at once, and two servers would then
+/// race for it (the loser's readiness check would reach the winner). `start` also retries on a
+/// clash with another process.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port on 127.0.0.1")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("no free port on 127.0.0.1");
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Path of a system binary the tests need, or a panic that says how to get it.
@@ -143,6 +153,12 @@ impl Server {
             if let Ok(r) = client.get(&url).timeout(Duration::from_secs(2)).send()
                 && r.status().is_success()
             {
+                // The answer may have come from another process on a clashing port: ours would
+                // then exit at once with "address in use".
+                std::thread::sleep(Duration::from_millis(30));
+                if let Ok(Some(status)) = self.child.try_wait() {
+                    return Err(format!("exited with {status} after another process answered on its port"));
+                }
                 return Ok(());
             }
             if Instant::now() > deadline {
