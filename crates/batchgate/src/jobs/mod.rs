@@ -8,8 +8,10 @@ pub mod duration;
 pub mod runs;
 pub mod schedule;
 pub mod state;
+pub mod view;
 
 pub use config::{Config, ConfigError, Global, JobSpec};
 pub use runs::{JobMetrics, Outcome, RunEvent, RunStatus};
 pub use schedule::Schedule;
 pub use state::{Assessment, Escalation, JobFacts, JobState};
+pub use view::{JobView, Run};

@@ -20,6 +20,8 @@ use crate::telemetry::Telemetry;
 
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 1024;
+/// Committed batches a slow subscriber may fall behind by before it must resynchronise.
+const CHANGE_EVENTS: usize = 1024;
 /// Writes waiting for the writer before callers wait to enqueue.
 const QUEUE: usize = 4096;
 
@@ -61,6 +63,7 @@ type Job = (WriteRequest, oneshot::Sender<Result<(), PushError>>);
 pub struct MetricStore {
     tx: mpsc::Sender<Job>,
     published: Arc<Published>,
+    changes: tokio::sync::broadcast::Sender<Arc<Vec<GroupChange>>>,
     /// Whether the last commit failed (health turns 500 until one succeeds).
     failing: Arc<AtomicBool>,
 }
@@ -78,6 +81,7 @@ impl MetricStore {
         published.apply(loaded.into_iter().map(|(k, g)| (k, Some(Arc::new(g)))).collect());
         let (tx, rx) = mpsc::channel(QUEUE);
         let failing = Arc::new(AtomicBool::new(false));
+        let (changes, _) = tokio::sync::broadcast::channel(CHANGE_EVENTS);
         let mut writer = Writer {
             backend,
             index: Index::new(own.clone()),
@@ -85,13 +89,14 @@ impl MetricStore {
             published: published.clone(),
             telemetry,
             failing: failing.clone(),
+            changes: changes.clone(),
         };
         writer.rebuild_index();
         let handle = std::thread::Builder::new()
             .name("batchgate-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| StorageError::Io(format!("cannot start the writer thread: {e}")))?;
-        Ok((MetricStore { tx, published, failing }, handle))
+        Ok((MetricStore { tx, published, changes, failing }, handle))
     }
 
     /// Applies one write and returns once it is durable (or rejected).
@@ -107,6 +112,13 @@ impl MetricStore {
     /// Every committed group, in grouping-key order.
     pub fn snapshot(&self) -> Vec<(GroupKey, Arc<Group>)> {
         self.published.snapshot()
+    }
+
+    /// Every committed batch from now on, as the groups it changed (before and after). A
+    /// subscriber that falls more than a thousand batches behind gets `Lagged` and should
+    /// resynchronise from [`MetricStore::snapshot`].
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<Vec<GroupChange>>> {
+        self.changes.subscribe()
     }
 
     /// Why the store cannot take writes now, if it cannot.
@@ -128,6 +140,15 @@ struct Writer {
     published: Arc<Published>,
     telemetry: Arc<Telemetry>,
     failing: Arc<AtomicBool>,
+    changes: tokio::sync::broadcast::Sender<Arc<Vec<GroupChange>>>,
+}
+
+/// One group as a committed batch changed it (`None`: absent).
+#[derive(Debug, Clone)]
+pub struct GroupChange {
+    pub key: GroupKey,
+    pub before: Option<Arc<Group>>,
+    pub after: Option<Arc<Group>>,
 }
 
 /// Groups changed by the batch so far (`None`: deleted), on top of the published state.
@@ -160,6 +181,17 @@ impl Writer {
             self.failing.store(committed.is_err(), Ordering::Relaxed);
             match committed {
                 Ok(()) => {
+                    if self.changes.receiver_count() > 0 {
+                        let events = changes
+                            .iter()
+                            .map(|(key, after)| GroupChange {
+                                key: key.clone(),
+                                before: self.published.get(key),
+                                after: after.clone(),
+                            })
+                            .collect();
+                        let _ = self.changes.send(Arc::new(events));
+                    }
                     self.published.apply(changes);
                     let groups = self.published.len();
                     self.telemetry
