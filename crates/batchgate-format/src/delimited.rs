@@ -9,7 +9,7 @@
 use prost::Message;
 use prost::encoding::encode_varint;
 
-use crate::proto::MetricFamily;
+use crate::proto::{Metric, MetricFamily};
 
 /// Why a delimited body was rejected. Displays the text the reference answers with.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -72,6 +72,40 @@ pub fn encode(family: &MetricFamily, out: &mut Vec<u8>) {
     encode_varint(len as u64, out);
     // Encoding only fails when the buffer cannot grow, and a Vec always can.
     let _ = family.encode(out);
+}
+
+/// Like [`encode`] for a family whose metrics are held elsewhere: `header` gives the name, help,
+/// type and unit (its own metrics are ignored). Fields are written in field-number order, as Go
+/// writes them.
+pub fn encode_merged(header: &MetricFamily, metrics: &[&Metric], out: &mut Vec<u8>) {
+    use prost::encoding::{encoded_len_varint, key_len};
+    let head = MetricFamily {
+        metric: Vec::new(),
+        unit: None,
+        ..header.clone()
+    };
+    let metrics_len: usize = metrics
+        .iter()
+        .map(|m| {
+            let len = m.encoded_len();
+            key_len(4) + encoded_len_varint(len as u64) + len
+        })
+        .sum();
+    let unit_len = header
+        .unit
+        .as_ref()
+        .map_or(0, |u| prost::encoding::string::encoded_len(5, u));
+    let len = head.encoded_len() + metrics_len + unit_len;
+    out.reserve(len + 5);
+    encode_varint(len as u64, out);
+    // Encoding into a Vec cannot fail.
+    let _ = head.encode(out);
+    for m in metrics {
+        prost::encoding::message::encode(4, *m, out);
+    }
+    if let Some(unit) = &header.unit {
+        prost::encoding::string::encode(5, unit, out);
+    }
 }
 
 /// The messages of `metrics.proto`.
@@ -326,4 +360,36 @@ fn length_delimited<'a>(b: &mut &'a [u8]) -> Result<&'a [u8], DecodeError> {
     let len = varint(b)?;
     let len = usize::try_from(len).map_err(|_| DecodeError::UnexpectedEof)?;
     take(b, len)
+}
+
+#[cfg(test)]
+mod merged_tests {
+    use super::*;
+    use crate::proto::{Gauge, LabelPair};
+
+    #[test]
+    fn encode_merged_equals_encoding_the_whole_family() {
+        let metric = |v: f64| Metric {
+            label: vec![LabelPair::new("a", v.to_string())],
+            gauge: Some(Gauge { value: Some(v) }),
+            ..Default::default()
+        };
+        let family = MetricFamily {
+            name: Some("m".into()),
+            help: Some("help".into()),
+            r#type: Some(1),
+            metric: vec![metric(1.0), metric(2.0)],
+            unit: Some("seconds".into()),
+        };
+        let mut whole = Vec::new();
+        encode(&family, &mut whole);
+        let mut merged = Vec::new();
+        let header = MetricFamily {
+            metric: vec![metric(9.0)],
+            ..family.clone()
+        };
+        encode_merged(&header, &family.metric.iter().collect::<Vec<_>>(), &mut merged);
+        assert_eq!(merged, whole);
+        assert_eq!(decode(&merged).unwrap(), vec![family]);
+    }
 }

@@ -623,8 +623,17 @@ fn metric_type_from_token(token: &[u8]) -> Option<MetricType> {
 /// and a metric lacking the sub-message of the family's type ends the family there. promhttp
 /// then abandons the rest of the scrape; see [`is_text_encodable`] to detect this.
 pub fn write_family(out: &mut Vec<u8>, family: &MetricFamily) {
+    let metrics: Vec<&Metric> = family.metric.iter().collect();
+    write_merged(out, family, &metrics);
+}
+
+/// Like [`write_family`] for a family whose metrics are held elsewhere: `header` gives the name,
+/// help and type (its own metrics are ignored). Lets a server expose one family gathered from
+/// many groups without copying their metrics.
+pub fn write_merged(out: &mut Vec<u8>, header: &MetricFamily, metrics: &[&Metric]) {
+    let family = header;
     let name = family.name.as_deref().unwrap_or_default();
-    if name.is_empty() || family.metric.is_empty() {
+    if name.is_empty() || metrics.is_empty() {
         return;
     }
     if let Some(help) = &family.help {
@@ -642,7 +651,7 @@ pub fn write_family(out: &mut Vec<u8>, family: &MetricFamily) {
     out.push(b' ');
     out.extend_from_slice(word.as_bytes());
     out.push(b'\n');
-    for m in &family.metric {
+    for m in metrics {
         let Some(lines) = samples(ty, m) else { return };
         for (suffix, extra, value) in lines {
             write_sample(out, name, suffix, m, extra, value);

@@ -27,32 +27,44 @@ fn compare_metrics(a: &Metric, b: &Metric) -> Ordering {
         .then_with(|| a.label.iter().map(|l| &l.name).cmp(b.label.iter().map(|l| &l.name)))
 }
 
-/// All families to expose, merged by name and sorted. batchgate's own families come first, so
-/// a pushed family of the same name takes their help; otherwise the help of the first group in
-/// grouping-key order wins (the Pushgateway picks one at random).
-pub fn gather(app: &App) -> Vec<MetricFamily> {
-    let mut merged: BTreeMap<String, MetricFamily> = BTreeMap::new();
-    for family in app.telemetry.families() {
-        merged.insert(family.name.clone().unwrap_or_default(), family);
+/// batchgate's own families: they come first, so a pushed family of the same name takes their
+/// help and type.
+fn own_families(app: &App) -> Vec<MetricFamily> {
+    app.telemetry.families()
+}
+
+/// The whole exposition, every family merged by name across groups and sorted as client_golang
+/// sorts. Merged families borrow their metrics from the groups instead of copying them. The help
+/// of a family pushed by several groups is the first group's in grouping-key order (the
+/// Pushgateway picks one at random).
+pub fn encode(app: &App, protobuf: bool) -> Vec<u8> {
+    let own = own_families(app);
+    let groups = app.store.snapshot();
+    let mut merged: BTreeMap<&str, (&MetricFamily, Vec<&Metric>)> = BTreeMap::new();
+    for family in own
+        .iter()
+        .chain(groups.iter().flat_map(|(_, g)| g.families.values().map(|f| &f.family)))
+    {
+        let name = family.name.as_deref().unwrap_or_default();
+        merged
+            .entry(name)
+            .or_insert_with(|| (family, Vec::new()))
+            .1
+            .extend(family.metric.iter());
     }
-    for (_, group) in app.store.snapshot() {
-        for (name, stored) in &group.families {
-            match merged.get_mut(name) {
-                Some(existing) => existing.metric.extend(stored.family.metric.iter().cloned()),
-                None => {
-                    merged.insert(name.clone(), stored.family.clone());
-                }
-            }
+    let mut body = Vec::with_capacity(1 << 16);
+    for (header, mut metrics) in merged.into_values() {
+        if metrics.is_empty() {
+            continue;
+        }
+        metrics.sort_by(|a, b| compare_metrics(a, b));
+        if protobuf {
+            delimited::encode_merged(header, &metrics, &mut body);
+        } else {
+            text::write_merged(&mut body, header, &metrics);
         }
     }
-    merged
-        .into_values()
-        .filter(|f| !f.metric.is_empty())
-        .map(|mut f| {
-            f.metric.sort_by(compare_metrics);
-            f
-        })
-        .collect()
+    body
 }
 
 /// promhttp's negotiation: delimited protobuf when the client accepts it, else text 0.0.4.
@@ -84,15 +96,7 @@ pub async fn serve(app: Arc<App>, headers: &HeaderMap) -> Response {
     let protobuf = wants_protobuf(headers);
     let gzip = accepts_gzip(headers);
     let encoded = tokio::task::spawn_blocking(move || {
-        let families = gather(&app);
-        let mut body = Vec::with_capacity(1 << 16);
-        for family in &families {
-            if protobuf {
-                delimited::encode(family, &mut body);
-            } else {
-                text::write_family(&mut body, family);
-            }
-        }
+        let body = encode(&app, protobuf);
         if gzip {
             let mut enc =
                 flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 8), flate2::Compression::fast());
