@@ -2,8 +2,10 @@
 //!
 //! Data flows one way: HTTP ([`api`]) → [`store`] → pages ([`ui`]) and exposition.
 
+pub mod alerts;
 pub mod api;
 pub mod jobs;
+pub mod jobs_cmd;
 pub mod run;
 pub mod serve;
 pub mod store;

@@ -11,6 +11,8 @@ use tokio::sync::Notify;
 
 use crate::api::push::Limits;
 use crate::api::{self, App};
+use crate::jobs::history::{self, History};
+use crate::jobs::{Config, JobRegistry};
 use crate::store::MetricStore;
 use crate::store::sqlite::SqliteBackend;
 use crate::telemetry::Telemetry;
@@ -53,6 +55,16 @@ pub struct ServeArgs {
     /// Longest label value accepted, in bytes.
     #[arg(long = "push.max-label-value-length", default_value_t = Limits::default().max_label_value_length)]
     pub max_label_value_length: usize,
+    /// The config file: the jobs that must exist, their schedules and thresholds, where alerts go.
+    /// Without it, jobs are still discovered from pushes, with default settings.
+    /// Reloaded on SIGHUP and on POST /-/reload.
+    #[arg(long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub alerts: crate::alerts::AlertArgs,
+    /// Runs kept in each job's run history.
+    #[arg(long = "jobs.run-retention", default_value_t = history::DEFAULT_RETENTION)]
+    pub run_retention: usize,
     /// Only log messages with the given severity or above: debug, info, warn, error.
     #[arg(long = "log.level", default_value = "info")]
     pub log_level: String,
@@ -97,6 +109,15 @@ impl ServeArgs {
             ("push.max-series", self.max_series.to_string()),
             ("push.max-labels-per-series", self.max_labels_per_series.to_string()),
             ("push.max-label-value-length", self.max_label_value_length.to_string()),
+            (
+                "config",
+                self.config
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            ),
+            ("jobs.run-retention", self.run_retention.to_string()),
+            ("alerts.resend-interval", format!("{:?}", self.alerts.resend_interval)),
             ("log.level", self.log_level.clone()),
             ("log.format", self.log_format.clone()),
         ]
@@ -129,6 +150,23 @@ async fn shutdown_signal(quit: Arc<App>) {
     }
 }
 
+/// Reloads the config file on every SIGHUP; a bad file is logged and the old config kept.
+async fn reload_on_sighup(registry: Arc<JobRegistry>, store: MetricStore) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; reload the config with POST /-/reload");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        let (registry, store) = (registry.clone(), store.clone());
+        let result = tokio::task::spawn_blocking(move || registry.reload(&store.snapshot())).await;
+        match result {
+            Ok(Ok(config)) => tracing::info!(jobs = config.jobs.len(), "config reloaded (SIGHUP)"),
+            Ok(Err(e)) => tracing::error!(error = %e, "config reload failed; keeping the old config"),
+            Err(e) => tracing::error!(error = %e, "config reload failed"),
+        }
+    }
+}
+
 pub fn init_logging(level: &str, format: &str) -> anyhow::Result<()> {
     let filter = match level {
         "debug" | "info" | "warn" | "error" => tracing_subscriber::EnvFilter::new(format!("batchgate={level},warn")),
@@ -153,14 +191,47 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             "--push.disable-consistency-check has no effect: batchgate checks every push in O(series pushed) and never stores inconsistent metrics"
         );
     }
+    // A bad config refuses the start, before anything is opened.
+    let config = match &args.config {
+        Some(file) => {
+            let config = Config::load(file)?;
+            for warning in &config.warnings {
+                tracing::warn!("{warning}");
+            }
+            tracing::info!(file = %file.display(), jobs = config.jobs.len(), "config loaded");
+            config
+        }
+        None => Config::default(),
+    };
     let telemetry = Arc::new(Telemetry::new());
     let backend = SqliteBackend::open(&args.storage_path)?;
-    let path = backend.path().display().to_string();
+    let db = backend.path().to_path_buf();
+    let path = db.display().to_string();
     let (store, writer) = MetricStore::open(Box::new(backend), Telemetry::own_types(), telemetry.clone())?;
     tracing::info!(path, groups = store.snapshot().len(), "storage opened");
+    // Opened after the store verified the file.
+    let (history, runs) = History::open(&db, args.run_retention)?;
+    let registry = Arc::new(JobRegistry::new(
+        config,
+        args.config.clone(),
+        history,
+        runs,
+        args.run_retention,
+        &store.snapshot(),
+        jiff::Timestamp::now(),
+    ));
+    let evaluation = tokio::spawn(crate::jobs::registry::run(registry.clone(), store.clone()));
+    let hangup = tokio::spawn(reload_on_sighup(registry.clone(), store.clone()));
+    let alerts = crate::alerts::spawn(
+        registry.watch(),
+        registry.watch_config(),
+        args.alerts.options(&args.external_url),
+    );
 
     let app = Arc::new(App {
         store,
+        jobs: registry.clone(),
+        alerts,
         telemetry,
         route_prefix: args.route_prefix(),
         telemetry_path: if args.telemetry_path.starts_with('/') {
@@ -201,6 +272,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown_signal(app.clone()))
         .await?;
     drop(app);
+    // Both tasks hold a store handle; the writer only ends once every handle is gone.
+    for task in [evaluation, hangup] {
+        task.abort();
+        let _ = task.await;
+    }
+    let _ = tokio::task::spawn_blocking(move || registry.flush_history()).await;
     // The writer ends once the last handle to the store is gone, after committing what is queued.
     let _ = tokio::task::spawn_blocking(move || writer.join()).await;
     tracing::info!("stopped");

@@ -177,11 +177,14 @@ impl Telemetry {
         self.start_time
     }
 
-    /// Names and types of every family [`Telemetry::families`] can return.
+    /// Names and types of every family batchgate exports itself: [`Telemetry::families`] and
+    /// the per-job families of [`crate::jobs::metrics`].
     pub fn own_types() -> HashMap<String, MetricType> {
         Telemetry::new()
             .families()
             .into_iter()
+            .chain(crate::jobs::metrics::families(&[]))
+            .chain(crate::alerts::metric_types())
             .map(|f| (f.name.clone().unwrap_or_default(), f.metric_type()))
             .collect()
     }

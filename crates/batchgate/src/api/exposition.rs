@@ -27,10 +27,13 @@ fn compare_metrics(a: &Metric, b: &Metric) -> Ordering {
         .then_with(|| a.label.iter().map(|l| &l.name).cmp(b.label.iter().map(|l| &l.name)))
 }
 
-/// batchgate's own families: they come first, so a pushed family of the same name takes their
-/// help and type.
+/// batchgate's own families (its telemetry and the per-job series): they come first, so a pushed
+/// family of the same name takes their help and type.
 fn own_families(app: &App) -> Vec<MetricFamily> {
-    app.telemetry.families()
+    let mut families = app.telemetry.families();
+    families.extend(crate::jobs::metrics::families(&app.jobs.views(jiff::Timestamp::now())));
+    families.extend(app.alerts.families());
+    families
 }
 
 /// The whole exposition, every family merged by name across groups and sorted as client_golang

@@ -7,6 +7,7 @@
 //! segment, `//` answers 301, `PUT /metrics/job/` answers 307, and so on.
 
 pub mod exposition;
+pub mod jobs;
 pub mod push;
 pub mod v1;
 
@@ -19,6 +20,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::Notify;
 
+use crate::jobs::JobRegistry;
 use crate::store::MetricStore;
 use crate::telemetry::Telemetry;
 use push::{Limits, PushTarget};
@@ -26,6 +28,10 @@ use push::{Limits, PushTarget};
 /// Everything the handlers share.
 pub struct App {
     pub store: MetricStore,
+    /// Every batch job, as the store's pushes and the config define them.
+    pub jobs: Arc<JobRegistry>,
+    /// The alerts raised from the jobs' states, and their delivery.
+    pub alerts: crate::alerts::AlertHandle,
     pub telemetry: Arc<Telemetry>,
     /// Normalised: empty, or `/x` without a trailing slash.
     pub route_prefix: String,
@@ -155,6 +161,8 @@ enum Route<'a> {
     Ready,
     Ui,
     Telemetry,
+    /// `POST /-/reload`: re-read the config file.
+    Reload,
     Push(&'a str, bool, &'a str),
 }
 
@@ -162,6 +170,7 @@ impl Route<'_> {
     fn methods(&self) -> &'static [Method] {
         match self {
             Route::Healthy | Route::Ready | Route::Ui | Route::Telemetry => &[Method::GET],
+            Route::Reload => &[Method::POST],
             Route::Push(..) => &[Method::DELETE, Method::POST, Method::PUT],
         }
     }
@@ -171,6 +180,7 @@ fn match_route<'a>(app: &App, path: &'a str) -> Option<Route<'a>> {
     match path {
         "/-/healthy" => return Some(Route::Healthy),
         "/-/ready" => return Some(Route::Ready),
+        "/-/reload" => return Some(Route::Reload),
         "/" | "/status" => return Some(Route::Ui),
         p if p == app.telemetry_path => return Some(Route::Telemetry),
         _ => {}
@@ -296,6 +306,7 @@ async fn route(app: &Arc<App>, request: Request) -> (&'static str, Response) {
         Route::Ready => ("ready", health(app)),
         Route::Ui => ("status", crate::ui::page(app)),
         Route::Telemetry => ("metrics", exposition::serve(app.clone(), &parts.headers).await),
+        Route::Reload => ("reload", jobs::reload(app.clone()).await),
         Route::Push(job, job_base64, labels) => {
             let target = PushTarget {
                 job,

@@ -34,6 +34,9 @@ pub async fn route(app: &App, method: &Method, path: &str) -> (&'static str, Res
     if *method == Method::OPTIONS {
         return ("api/v1/options", with_cors(Response::new(Body::empty())));
     }
+    if path == "/jobs" || path.starts_with("/jobs/") {
+        return super::jobs::route(app, method, path);
+    }
     let allowed: &[Method] = match path {
         "/status" | "/metrics" => &[Method::GET],
         "/admin/wipe" if app.enable_admin_api => &[Method::PUT],
@@ -49,7 +52,7 @@ pub async fn route(app: &App, method: &Method, path: &str) -> (&'static str, Res
     }
 }
 
-fn with_cors(mut r: Response) -> Response {
+pub(super) fn with_cors(mut r: Response) -> Response {
     for (name, value) in CORS {
         r.headers_mut().insert(*name, HeaderValue::from_static(value));
     }

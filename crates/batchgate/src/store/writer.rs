@@ -96,7 +96,15 @@ impl MetricStore {
             .name("batchgate-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| StorageError::Io(format!("cannot start the writer thread: {e}")))?;
-        Ok((MetricStore { tx, published, changes, failing }, handle))
+        Ok((
+            MetricStore {
+                tx,
+                published,
+                changes,
+                failing,
+            },
+            handle,
+        ))
     }
 
     /// Applies one write and returns once it is durable (or rejected).

@@ -157,7 +157,9 @@ impl Server {
                 // then exit at once with "address in use".
                 std::thread::sleep(Duration::from_millis(30));
                 if let Ok(Some(status)) = self.child.try_wait() {
-                    return Err(format!("exited with {status} after another process answered on its port"));
+                    return Err(format!(
+                        "exited with {status} after another process answered on its port"
+                    ));
                 }
                 return Ok(());
             }
@@ -317,4 +319,77 @@ pub fn parse_exposition(text: &str) -> Vec<Sample> {
         out.push(Sample { name, labels, value });
     }
     out
+}
+
+impl Server {
+    /// Starts `bin` with `--web.listen-address=127.0.0.1:PORT` on a port chosen by the caller (a
+    /// server that must come up where a client already points) and waits for `/-/ready`.
+    pub fn start_on(bin: &Path, args: &[&str], data_dir: PathBuf, port: u16) -> Result<Server, String> {
+        let name = bin.file_name().and_then(|n| n.to_str()).unwrap_or("server");
+        let log = std::env::temp_dir().join(format!("{name}-{}-{port}.log", std::process::id()));
+        let logf = std::fs::File::create(&log).map_err(|e| format!("log file: {e}"))?;
+        let child = Command::new(bin)
+            .args(args)
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(logf.try_clone().map_err(|e| format!("log file: {e}"))?)
+            .stderr(logf)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+        let mut s = Server {
+            child,
+            port,
+            url: format!("http://127.0.0.1:{port}"),
+            _dir: None,
+            data_dir,
+            log,
+        };
+        s.wait_ready(Duration::from_secs(30))?;
+        Ok(s)
+    }
+}
+
+/// Writes an Alertmanager config routing every alert to the webhook `webhook_url`, grouped by
+/// `alertname`, `job_name` and `escalation`, with 1 s group wait and interval, and returns the
+/// arguments (config, storage, clustering off) to start Debian's `prometheus-alertmanager` with.
+fn alertmanager_args(dir: &Path, webhook_url: &str) -> Vec<String> {
+    let config = dir.join("alertmanager.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "route:\n  receiver: hook\n  group_by: [alertname, job_name, escalation]\n  group_wait: 1s\n  \
+             group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: hook\n    webhook_configs:\n      \
+             - url: '{webhook_url}'\n        send_resolved: true\n"
+        ),
+    )
+    .expect("write alertmanager.yml");
+    vec![
+        format!("--config.file={}", config.display()),
+        format!("--storage.path={}", dir.join("data").display()),
+        "--cluster.listen-address=".to_string(),
+    ]
+}
+
+/// A real Alertmanager (Debian `prometheus-alertmanager`, 0.25) on a free port, sending every
+/// notification to `webhook_url`; ready when this returns.
+pub fn alertmanager(webhook_url: &str) -> Server {
+    let bin = require("prometheus-alertmanager");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let args = alertmanager_args(dir.path(), webhook_url);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut s = Server::start(&bin, &args, dir.path().to_path_buf());
+    s._dir = Some(dir);
+    s
+}
+
+/// Like [`alertmanager`], on a given port (to start it where a client already points).
+pub fn alertmanager_on(port: u16, webhook_url: &str) -> Server {
+    let bin = require("prometheus-alertmanager");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let args = alertmanager_args(dir.path(), webhook_url);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut s = Server::start_on(&bin, &args, dir.path().to_path_buf(), port)
+        .unwrap_or_else(|e| panic!("alertmanager did not start on port {port}: {e}"));
+    s._dir = Some(dir);
+    s
 }
