@@ -227,13 +227,24 @@ impl Drop for Server {
 /// A real Prometheus (Debian `prometheus`, 2.42) scraping `target` (`HOST:PORT`) every second with
 /// `honor_labels: true`, with its TSDB in a temporary directory; ready when this returns.
 pub fn prometheus(target: &str, metrics_path: &str) -> Server {
+    prometheus_with_rules(target, metrics_path, &[])
+}
+
+/// Like [`prometheus`], also evaluating the rule files `rule_files` every second.
+pub fn prometheus_with_rules(target: &str, metrics_path: &str, rule_files: &[&Path]) -> Server {
     let bin = require("prometheus");
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("prometheus.yml");
+    let rules: String = if rule_files.is_empty() {
+        String::new()
+    } else {
+        let files: String = rule_files.iter().map(|f| format!("  - '{}'\n", f.display())).collect();
+        format!("rule_files:\n{files}")
+    };
     std::fs::write(
         &config,
         format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n{rules}\
              scrape_configs:\n  - job_name: gateway\n    honor_labels: true\n    \
              metrics_path: '{metrics_path}'\n    static_configs:\n      - targets: ['{target}']\n"
         ),
