@@ -593,3 +593,68 @@ fn bad_settings_fail_before_running_the_command() {
     let ran = run(&["--job", "j", "--timeout", "soon", "--", "true"], &[], b"");
     assert_eq!(ran.code, Some(2), "{}", ran.stderr); // clap's usage error
 }
+
+/// The job's record in batchgate's jobs API.
+fn job_json(gw: &Server, job: &str) -> serde_json::Value {
+    let body = reqwest::blocking::get(format!("{}/api/v1/jobs/{job}", gw.url))
+        .and_then(|r| r.text())
+        .expect("GET /api/v1/jobs/{job}");
+    serde_json::from_str::<serde_json::Value>(&body).expect("JSON")["data"].clone()
+}
+
+#[test]
+fn runs_show_up_in_the_jobs_api_with_duration_and_exit_code() {
+    let gw = Server::batchgate(&[]);
+    let failed = run(
+        &[
+            "--job",
+            "nightly",
+            "--gateway",
+            &gw.url,
+            "--",
+            "sh",
+            "-c",
+            "sleep 0.3; exit 42",
+        ],
+        &[],
+        b"",
+    );
+    assert_eq!(failed.code, Some(42), "{}", failed.stderr);
+    let ok = run(
+        &["--job", "nightly", "--gateway", &gw.url, "--", "sh", "-c", "sleep 0.2"],
+        &[],
+        b"",
+    );
+    assert_eq!(ok.code, Some(0), "{}", ok.stderr);
+
+    // The registry follows the store asynchronously: wait for both runs.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let job = loop {
+        let job = job_json(&gw, "nightly");
+        if job["runs"].as_array().is_some_and(|r| r.len() >= 2) || Instant::now() > deadline {
+            break job;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let runs = job["runs"].as_array().unwrap_or_else(|| panic!("no runs: {job}"));
+    assert_eq!(runs.len(), 2, "{job}");
+    // Newest first.
+    assert_eq!(runs[0]["outcome"], "success", "{job}");
+    assert_eq!(runs[0]["exit_code"], 0, "{job}");
+    assert!(
+        runs[0]["duration_seconds"]
+            .as_f64()
+            .is_some_and(|d| (0.2..5.0).contains(&d)),
+        "{job}"
+    );
+    assert_eq!(runs[1]["outcome"], "failure", "{job}");
+    assert_eq!(runs[1]["exit_code"], 42, "{job}");
+    assert!(
+        runs[1]["duration_seconds"]
+            .as_f64()
+            .is_some_and(|d| (0.3..5.0).contains(&d)),
+        "{job}"
+    );
+    assert_eq!(job["state"], "ok", "{job}");
+    assert_eq!(job["registered"], false, "{job}");
+}

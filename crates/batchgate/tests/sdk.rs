@@ -305,3 +305,36 @@ fn a_rejected_push_is_reported_once_with_the_gateways_message() {
         }
     }
 }
+
+#[test]
+fn batchgate_records_the_sdk_run_with_its_duration_and_outcome() {
+    let gw = Server::batchgate(&[]);
+    let m = BatchJobMetrics::new("ef-sdk", &gw.url);
+    let run = m.start();
+    m.push_add_blocking().expect("start push");
+    std::thread::sleep(Duration::from_millis(100));
+    let took = run.success();
+    m.push_add_blocking().expect("outcome push");
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let job = loop {
+        let body = reqwest::blocking::get(format!("{}/api/v1/jobs/ef-sdk", gw.url))
+            .and_then(|r| r.text())
+            .expect("GET /api/v1/jobs/ef-sdk");
+        let job = serde_json::from_str::<serde_json::Value>(&body).expect("JSON")["data"].clone();
+        if job["runs"].as_array().is_some_and(|r| !r.is_empty()) || std::time::Instant::now() > deadline {
+            break job;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let runs = job["runs"].as_array().unwrap_or_else(|| panic!("no runs: {job}"));
+    assert_eq!(runs.len(), 1, "{job}");
+    assert_eq!(runs[0]["outcome"], "success", "{job}");
+    assert_eq!(runs[0]["exit_code"], 0, "{job}");
+    let duration = runs[0]["duration_seconds"].as_f64().unwrap_or(-1.0);
+    assert!(
+        (duration - took.as_secs_f64()).abs() < 0.01,
+        "{duration} vs {took:?}: {job}"
+    );
+    assert_eq!(job["state"], "ok", "{job}");
+}
