@@ -21,6 +21,10 @@ pub enum DecodeError {
     /// `proto: can't skip unknown wire type 7`).
     #[error("{0}")]
     Invalid(String),
+    /// The stream holds more metrics than the caller allows (checked before decoding them, so
+    /// a small body cannot make a huge allocation).
+    #[error("the push holds more than {0} metrics")]
+    TooManyMetrics(usize),
 }
 
 /// Decodes every message until the end of input. Returns them in input order (duplicates kept;
@@ -31,6 +35,13 @@ pub enum DecodeError {
 /// 5 bytes is `invalid varint32 encountered`; a message cut short is
 /// [`DecodeError::UnexpectedEof`]. Memory use is bounded by the input size.
 pub fn decode(input: &[u8]) -> Result<Vec<MetricFamily>, DecodeError> {
+    decode_bounded(input, usize::MAX)
+}
+
+/// [`decode`], refusing a stream of more than `max_metrics` metrics before decoding them: a
+/// metric can take two bytes on the wire and hundreds in memory.
+pub fn decode_bounded(input: &[u8], max_metrics: usize) -> Result<Vec<MetricFamily>, DecodeError> {
+    let mut metrics = 0usize;
     let mut rest = input;
     let mut families = Vec::new();
     loop {
@@ -58,6 +69,11 @@ pub fn decode(input: &[u8]) -> Result<Vec<MetricFamily>, DecodeError> {
             .filter(|&l| l <= rest.len())
             .ok_or(DecodeError::UnexpectedEof)?;
         let (msg, tail) = rest.split_at(len);
+        // Malformed framing is left to `sanitize`, which reports it as Go does.
+        metrics = metrics.saturating_add(count_metrics(msg).unwrap_or(0));
+        if metrics > max_metrics {
+            return Err(DecodeError::TooManyMetrics(max_metrics));
+        }
         let mut clean = Vec::with_capacity(len);
         sanitize(Msg::Family, msg, &mut clean)?;
         families.push(MetricFamily::decode(clean.as_slice()).map_err(|e| DecodeError::Invalid(e.to_string()))?);
@@ -273,8 +289,15 @@ fn copy_field(field: Field, tag: u64, wire: u8, b: &mut &[u8], out: &mut Vec<u8>
             }
         }
         Field::Bytes => {
-            // proto2 strings are not validated by Go; ours must be UTF-8.
-            let s = String::from_utf8_lossy(length_delimited(b)?);
+            // proto2 strings are not validated by Go (it refuses invalid UTF-8 label values only
+            // later, when gathering); batchgate stores UTF-8 only and refuses them here.
+            let raw = length_delimited(b)?;
+            let s = std::str::from_utf8(raw).map_err(|_| {
+                DecodeError::Invalid(format!(
+                    "invalid UTF-8 in a string field: {:?}; names, label values and help must be UTF-8",
+                    String::from_utf8_lossy(raw)
+                ))
+            })?;
             key(out, 2);
             encode_varint(s.len() as u64, out);
             out.extend_from_slice(s.as_bytes());
@@ -290,6 +313,19 @@ fn copy_field(field: Field, tag: u64, wire: u8, b: &mut &[u8], out: &mut Vec<u8>
         Field::Varint | Field::Sint32 | Field::Double => skip(wire, b)?,
     }
     Ok(())
+}
+
+/// The `metric` fields (tag 4) of one `MetricFamily` message, without decoding them.
+fn count_metrics(mut b: &[u8]) -> Result<usize, DecodeError> {
+    let mut n = 0;
+    while !b.is_empty() {
+        let key = varint(&mut b)?;
+        if key == 4 << 3 | 2 {
+            n += 1;
+        }
+        skip((key & 7) as u8, &mut b)?;
+    }
+    Ok(n)
 }
 
 /// golang/protobuf's `skipField`.
@@ -391,5 +427,19 @@ mod merged_tests {
         encode_merged(&header, &family.metric.iter().collect::<Vec<_>>(), &mut merged);
         assert_eq!(merged, whole);
         assert_eq!(decode(&merged).unwrap(), vec![family]);
+    }
+
+    #[test]
+    fn decode_bounded_refuses_many_metrics_before_decoding_them() {
+        // One family holding 1000 empty metrics: 2 bytes each on the wire.
+        let mut msg = vec![0x0a, 0x01, b'm'];
+        for _ in 0..1000 {
+            msg.extend_from_slice(&[0x22, 0x00]);
+        }
+        let mut body = Vec::new();
+        encode_varint(msg.len() as u64, &mut body);
+        body.extend_from_slice(&msg);
+        assert_eq!(decode_bounded(&body, 999), Err(DecodeError::TooManyMetrics(999)));
+        assert_eq!(decode_bounded(&body, 1000).map(|f| f[0].metric.len()), Ok(1000));
     }
 }

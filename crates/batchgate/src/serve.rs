@@ -52,6 +52,10 @@ pub struct ServeArgs {
     /// Most labels one pushed series may have once grouping labels are added.
     #[arg(long = "push.max-labels-per-series", default_value_t = Limits::default().max_labels_per_series)]
     pub max_labels_per_series: usize,
+    /// Most groups stored; a push that would create one more is refused (existing groups still
+    /// take pushes).
+    #[arg(long = "push.max-groups", default_value_t = 100_000)]
+    pub max_groups: usize,
     /// Longest label value accepted, in bytes.
     #[arg(long = "push.max-label-value-length", default_value_t = Limits::default().max_label_value_length)]
     pub max_label_value_length: usize,
@@ -109,6 +113,7 @@ impl ServeArgs {
             ("push.max-series", self.max_series.to_string()),
             ("push.max-labels-per-series", self.max_labels_per_series.to_string()),
             ("push.max-label-value-length", self.max_label_value_length.to_string()),
+            ("push.max-groups", self.max_groups.to_string()),
             (
                 "config",
                 self.config
@@ -207,7 +212,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let backend = SqliteBackend::open(&args.storage_path)?;
     let db = backend.path().to_path_buf();
     let path = db.display().to_string();
-    let (store, writer) = MetricStore::open(Box::new(backend), Telemetry::own_types(), telemetry.clone())?;
+    let (store, writer) = MetricStore::open(
+        Box::new(backend),
+        Telemetry::own_types(),
+        telemetry.clone(),
+        args.max_groups,
+    )?;
     tracing::info!(path, groups = store.snapshot().len(), "storage opened");
     // Opened after the store verified the file.
     let (history, runs) = History::open(&db, args.run_retention)?;
@@ -268,17 +278,31 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     tracing::info!(address = %listener.local_addr()?, "listening");
     let router = axum::Router::new().fallback(api::dispatch).with_state(app.clone());
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal(app.clone()))
-        .await?;
-    drop(app);
-    // Both tasks hold a store handle; the writer only ends once every handle is gone.
+    // Connections still open this long after a shutdown signal (a client trickling its request)
+    // are closed, so a stop never waits on a client.
+    const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+    let stopping = Arc::new(Notify::new());
+    let signalled = stopping.clone();
+    let shutdown_app = app.clone();
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        shutdown_signal(shutdown_app).await;
+        signalled.notify_one();
+    });
+    tokio::select! {
+        served = server => served?,
+        _ = async {
+            stopping.notified().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => tracing::warn!("requests still open {SHUTDOWN_GRACE:?} after the shutdown signal were dropped"),
+    }
     for task in [evaluation, hangup] {
         task.abort();
         let _ = task.await;
     }
     let _ = tokio::task::spawn_blocking(move || registry.flush_history()).await;
-    // The writer ends once the last handle to the store is gone, after committing what is queued.
+    // Commits what is queued and stops the writer, even if a dropped request still holds a handle.
+    app.store.close().await;
+    drop(app);
     let _ = tokio::task::spawn_blocking(move || writer.join()).await;
     tracing::info!("stopped");
     Ok(())

@@ -865,3 +865,59 @@ fn foreign_sqlite_file_is_refused_and_left_untouched() {
     assert_helpful_refusal(status, &output, &db, "SQLite file of another program");
     assert_untouched(&before, &data, &db, "SQLite file of another program");
 }
+
+#[test]
+fn a_second_batchgate_on_the_same_data_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let first = Server::batchgate_at(&data, &[]);
+    assert_eq!(
+        send(reqwest::Method::PUT, &format!("{}/metrics/job/one", first.url), "m 1\n"),
+        200
+    );
+    let (status, output) = start_expecting_refusal(&data);
+    assert!(!status.success(), "{output}");
+    assert!(output.contains("another batchgate is already using"), "{output}");
+    assert!(output.contains("--storage.path"), "says what to do: {output}");
+    // The first one is unaffected.
+    assert!(get_text(&format!("{}/metrics", first.url)).contains("m{instance=\"\",job=\"one\"} 1"));
+}
+
+#[test]
+fn a_client_trickling_its_request_does_not_hold_up_shutdown() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = Server::batchgate_at(&data, &[]);
+    assert_eq!(
+        send(
+            reqwest::Method::PUT,
+            &format!("{}/metrics/job/kept", server.url),
+            "m 1\n"
+        ),
+        200
+    );
+    // A push whose body never completes.
+    let mut slow = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    slow.write_all(b"PUT /metrics/job/slow HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nm 1")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    let status = server.terminate_within(Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "no clean exit within 30 s: {:?}",
+        status
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    drop(slow);
+    // What was acknowledged is there after the restart; the unfinished push is not.
+    let restarted = Server::batchgate_at(&data, &[]);
+    let text = get_text(&format!("{}/metrics", restarted.url));
+    assert!(text.contains("m{instance=\"\",job=\"kept\"} 1"), "{text}");
+    assert!(!text.contains("job=\"slow\""), "{text}");
+}

@@ -99,7 +99,9 @@ fn decode_path(raw: &str) -> Option<String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .filter(|h| h.iter().all(u8::is_ascii_hexdigit))?;
             let s = std::str::from_utf8(hex).ok()?;
             out.push(u8::from_str_radix(s, 16).ok()?);
             i += 3;
@@ -153,6 +155,9 @@ fn escape_path(p: &str) -> String {
         .remove(b')');
     percent_encoding::utf8_percent_encode(p, KEEP).to_string()
 }
+
+/// How long a push body may take to arrive: a client trickling it holds a connection and memory.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The routes of the main router, relative to the route prefix.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -317,7 +322,12 @@ async fn route(app: &Arc<App>, request: Request) -> (&'static str, Response) {
                 return ("delete", push::delete(app, target).await);
             }
             let limit = app.limits.max_body_bytes;
-            let body = match axum::body::to_bytes(body, limit).await {
+            let read = tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, limit)).await;
+            let Ok(read) = read else {
+                let why = format!("the request body did not arrive within {BODY_TIMEOUT:?}; nothing was stored");
+                return ("push", plain(StatusCode::REQUEST_TIMEOUT, why));
+            };
+            let body = match read {
                 Ok(b) => b,
                 Err(e) => {
                     let too_big = std::error::Error::source(&e)
@@ -380,6 +390,7 @@ mod tests {
         assert_eq!(decode_path("/a%20b+c").unwrap(), "/a b+c");
         assert!(decode_path("/%%%").is_none());
         assert!(decode_path("/%2").is_none());
+        assert!(decode_path("/a%+4b").is_none());
         assert_eq!(clean_path("/metrics/job/j2//a/b"), "/metrics/job/j2/a/b");
         assert_eq!(clean_path("/metrics/job/x/"), "/metrics/job/x/");
         assert_eq!(clean_path("/a/./b/../c"), "/a/c");

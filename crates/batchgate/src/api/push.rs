@@ -174,7 +174,7 @@ pub fn too_large(limit: usize) -> Response {
 /// Reads at most `limit + 1` bytes of a decompressing reader.
 fn read_limited(reader: impl Read, limit: usize) -> std::io::Result<Vec<u8>> {
     let mut out = Vec::new();
-    reader.take(limit as u64 + 1).read_to_end(&mut out)?;
+    reader.take((limit as u64).saturating_add(1)).read_to_end(&mut out)?;
     Ok(out)
 }
 
@@ -241,12 +241,33 @@ fn is_protobuf(headers: &HeaderMap) -> bool {
         && proto.as_deref() == Some("io.prometheus.client.MetricFamily")
 }
 
-fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Vec<MetricFamily>, String> {
+/// The body's families, or why not. A body holding more series than `--push.max-series` is
+/// refused before its series are decoded, so memory stays bounded by the limits.
+fn parse_body(headers: &HeaderMap, body: &[u8], limits: &Limits) -> Result<Vec<MetricFamily>, String> {
     if is_protobuf(headers) {
-        delimited::decode(body).map_err(|e| e.to_string())
-    } else {
-        text::parse(body).map_err(|e| e.to_string())
+        return delimited::decode_bounded(body, limits.max_series).map_err(|e| match e {
+            delimited::DecodeError::TooManyMetrics(_) => series_limit(limits, None),
+            e => e.to_string(),
+        });
     }
+    // Every sample is one line that is neither blank nor a comment.
+    let lines = body
+        .split(|b| *b == b'\n')
+        .filter(|l| l.iter().find(|b| !b.is_ascii_whitespace()).is_some_and(|b| *b != b'#'))
+        .count();
+    if lines > limits.max_series {
+        return Err(series_limit(limits, Some(lines)));
+    }
+    text::parse(body).map_err(|e| e.to_string())
+}
+
+fn series_limit(limits: &Limits, series: Option<usize>) -> String {
+    let held = series.map_or_else(|| "more".to_string(), |n| n.to_string());
+    format!(
+        "the push holds {held} series, over the limit of {} series per push (--push.max-series); \
+         split it into several pushes or raise the limit",
+        limits.max_series
+    )
 }
 
 /// Samples a family exposes: what `--push.max-series` counts.
@@ -269,11 +290,7 @@ fn samples(family: &MetricFamily) -> usize {
 fn check_limits(limits: &Limits, grouping: &Labels, families: &[MetricFamily]) -> Result<(), String> {
     let series: usize = families.iter().map(samples).sum();
     if series > limits.max_series {
-        return Err(format!(
-            "the push holds {series} series, over the limit of {} series per push (--push.max-series); \
-             split it into several pushes or raise the limit",
-            limits.max_series
-        ));
+        return Err(series_limit(limits, Some(series)));
     }
     let value_too_long = |v: &str| v.len() > limits.max_label_value_length;
     let value_error = |name: &str| {
@@ -333,7 +350,7 @@ pub async fn push(app: &App, method: &Method, target: PushTarget<'_>, headers: &
         Ok(k) => k,
         Err(e) => return plain(StatusCode::BAD_REQUEST, e),
     };
-    let families = match parse_body(headers, &body) {
+    let families = match parse_body(headers, &body, &app.limits) {
         Ok(f) => f,
         Err(e) => {
             tracing::debug!(error = %e, "failed to parse a push body");
@@ -417,6 +434,7 @@ fn write_error(e: PushError) -> Response {
         }
         PushError::Storage(reason) => plain(StatusCode::INTERNAL_SERVER_ERROR, reason),
         PushError::ShuttingDown => plain(StatusCode::SERVICE_UNAVAILABLE, PushError::ShuttingDown.to_string()),
+        e @ PushError::TooManyGroups(_) => plain(StatusCode::BAD_REQUEST, e.to_string()),
     }
 }
 
@@ -487,6 +505,30 @@ mod tests {
         })
         .unwrap();
         assert_eq!(k.not_utf8, Some(("job".to_string(), r#""Bj\xf6rn""#.to_string())));
+    }
+
+    #[test]
+    fn bodies_over_the_series_limit_are_refused_before_decoding() {
+        let limits = Limits {
+            max_series: 3,
+            ..Limits::default()
+        };
+        let text = HeaderMap::new();
+        // Comments and blank lines do not count; sample lines do.
+        assert!(parse_body(&text, b"# HELP a x\n# TYPE a gauge\n\na 1\nb 1\nc 1\n", &limits).is_ok());
+        let err = parse_body(&text, b"a 1\nb 1\nc 1\nd 1\n", &limits).unwrap_err();
+        assert!(err.contains("--push.max-series"), "{err}");
+        let mut pb = HeaderMap::new();
+        pb.insert(
+            header::CONTENT_TYPE,
+            "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"
+                .parse()
+                .unwrap(),
+        );
+        // One family `m` with four empty metrics (two bytes each on the wire).
+        let body = [11, 0x0a, 1, b'm', 0x22, 0, 0x22, 0, 0x22, 0, 0x22, 0];
+        let err = parse_body(&pb, &body, &limits).unwrap_err();
+        assert!(err.contains("--push.max-series"), "{err}");
     }
 
     #[test]

@@ -62,17 +62,18 @@ pub fn is_label_name(name: &str) -> bool {
         && !name.starts_with("__")
 }
 
-/// A family's series as stored: its name and its (sorted) label pairs.
-fn series_key(name: &str, metric: &Metric) -> Box<str> {
-    let mut key = String::with_capacity(name.len() + 16 * metric.label.len());
-    key.push_str(name);
+/// A family's series as stored: its name and its (sorted) label pairs, separated by the bytes
+/// 0xff and 0xfe, which never occur in UTF-8, so two label sets can never share a key.
+fn series_key(name: &str, metric: &Metric) -> Box<[u8]> {
+    let mut key = Vec::with_capacity(name.len() + 16 * metric.label.len());
+    key.extend_from_slice(name.as_bytes());
     for pair in &metric.label {
-        key.push('\u{ff}');
-        key.push_str(pair.name.as_deref().unwrap_or(""));
-        key.push('\u{fe}');
-        key.push_str(pair.value.as_deref().unwrap_or(""));
+        key.push(0xff);
+        key.extend_from_slice(pair.name.as_deref().unwrap_or("").as_bytes());
+        key.push(0xfe);
+        key.extend_from_slice(pair.value.as_deref().unwrap_or("").as_bytes());
     }
-    key.into_boxed_str()
+    key.into_boxed_slice()
 }
 
 /// A string as golang/protobuf 1.3's text marshaller writes it (bytes outside printable ASCII
@@ -253,7 +254,7 @@ struct FamilyEntry {
 #[derive(Default)]
 pub struct Index {
     families: HashMap<String, FamilyEntry>,
-    series: HashSet<Box<str>>,
+    series: HashSet<Box<[u8]>>,
     /// batchgate's own metric families (name → type): pushed families must agree on the type.
     own: HashMap<String, MetricType>,
 }
@@ -497,6 +498,16 @@ mod tests {
         // Replacing a group's own family with the same series is fine.
         index.replace(&[&a], &[&dup]).unwrap();
         assert_eq!(index.series_count(), 1);
+    }
+
+    #[test]
+    fn label_values_with_any_characters_never_collide() {
+        let mut index = Index::default();
+        let a = gauge("m", &[("a", "x"), ("b", "y"), ("job", "j")], 1.0);
+        let b = gauge("m", &[("a", "x\u{ff}b\u{fe}y"), ("job", "j")], 1.0);
+        index.replace(&[], &[&a]).unwrap();
+        index.replace(&[], &[&b]).unwrap();
+        assert_eq!(index.series_count(), 2);
     }
 
     #[test]

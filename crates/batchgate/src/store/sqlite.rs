@@ -39,6 +39,29 @@ pub struct SqliteBackend {
     path: PathBuf,
     /// Groups read while verifying an existing file, handed over by the first `load`.
     loaded: Option<Vec<(GroupKey, Group)>>,
+    /// Held for the life of the process: two batchgates on one directory would each keep their
+    /// own view of it and overwrite each other's acknowledged pushes.
+    _lock: std::fs::File,
+}
+
+/// Takes the storage directory's lock file, or says who holds it.
+fn lock_dir(dir: &Path) -> Result<std::fs::File, StorageError> {
+    let path = dir.join("batchgate.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StorageError::Io(format!("cannot open the lock file {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StorageError::Io(format!(
+            "another batchgate is already using {} (it holds {}); stop it, or give this one its own --storage.path",
+            dir.display(),
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(StorageError::Io(format!("cannot lock {}: {e}", path.display()))),
+    }
 }
 
 impl SqliteBackend {
@@ -52,6 +75,7 @@ impl SqliteBackend {
                 dir.display()
             ))
         })?;
+        let lock = lock_dir(dir)?;
         let path = dir.join(FILE_NAME);
         let loaded = if path.exists() { Some(verify(&path)?) } else { None };
         let io = |e: rusqlite::Error| StorageError::Io(format!("cannot open {}: {e}", path.display()));
@@ -73,7 +97,12 @@ impl SqliteBackend {
         .map_err(io)?;
         conn.pragma_update(None, "application_id", APPLICATION_ID).map_err(io)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(io)?;
-        Ok(SqliteBackend { conn, path, loaded })
+        Ok(SqliteBackend {
+            conn,
+            path,
+            loaded,
+            _lock: lock,
+        })
     }
 
     pub fn path(&self) -> &Path {

@@ -33,6 +33,8 @@ pub enum WriteKind {
     Delete,
     /// Delete every group.
     Wipe,
+    /// Commit everything queued before it, then stop: later writes answer "shutting down".
+    Close,
 }
 
 #[derive(Debug)]
@@ -54,6 +56,12 @@ pub enum PushError {
     Storage(String),
     #[error("batchgate is shutting down; retry against a running instance")]
     ShuttingDown,
+    /// A new group would exceed `--push.max-groups` (a 4xx; nothing was stored).
+    #[error(
+        "batchgate already holds {0} groups, the limit (--push.max-groups); nothing was stored: delete groups \
+         that are no longer pushed, or raise the limit"
+    )]
+    TooManyGroups(usize),
 }
 
 type Job = (WriteRequest, oneshot::Sender<Result<(), PushError>>);
@@ -75,6 +83,7 @@ impl MetricStore {
         mut backend: Box<dyn Backend>,
         own: HashMap<String, MetricType>,
         telemetry: Arc<Telemetry>,
+        max_groups: usize,
     ) -> Result<(MetricStore, std::thread::JoinHandle<()>), StorageError> {
         let loaded = backend.load()?;
         let published = Arc::new(Published::default());
@@ -90,6 +99,7 @@ impl MetricStore {
             telemetry,
             failing: failing.clone(),
             changes: changes.clone(),
+            max_groups,
         };
         writer.rebuild_index();
         let handle = std::thread::Builder::new()
@@ -122,6 +132,18 @@ impl MetricStore {
         self.published.snapshot()
     }
 
+    /// Commits every write queued so far and stops the writer (whoever still holds a handle
+    /// gets [`PushError::ShuttingDown`] from then on).
+    pub async fn close(&self) {
+        let _ = self
+            .write(WriteRequest {
+                labels: Labels::new(),
+                time_ns: 0,
+                kind: WriteKind::Close,
+            })
+            .await;
+    }
+
     /// Every committed batch from now on, as the groups it changed (before and after). A
     /// subscriber that falls more than a thousand batches behind gets `Lagged` and should
     /// resynchronise from [`MetricStore::snapshot`].
@@ -149,6 +171,7 @@ struct Writer {
     telemetry: Arc<Telemetry>,
     failing: Arc<AtomicBool>,
     changes: tokio::sync::broadcast::Sender<Arc<Vec<GroupChange>>>,
+    max_groups: usize,
 }
 
 /// One group as a committed batch changed it (`None`: absent).
@@ -172,6 +195,9 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            let closing = batch
+                .iter()
+                .any(|(request, _)| matches!(request.kind, WriteKind::Close));
             let mut overlay = Overlay::new();
             let mut replies = Vec::with_capacity(batch.len());
             for (request, reply) in batch {
@@ -217,6 +243,9 @@ impl Writer {
                     }
                 }
             }
+            if closing {
+                return;
+            }
         }
     }
 
@@ -226,6 +255,19 @@ impl Writer {
         for (_, group) in self.published.snapshot() {
             self.index.add_trusted(group.families.values().map(|f| &f.family));
         }
+    }
+
+    /// Groups there will be once the batch so far is committed.
+    fn group_count(&self, overlay: &Overlay) -> usize {
+        let mut n = self.published.len();
+        for (key, group) in overlay {
+            match (self.published.get(key).is_some(), group.is_some()) {
+                (false, true) => n += 1,
+                (true, false) => n -= 1,
+                _ => {}
+            }
+        }
+        n
     }
 
     fn current(&self, overlay: &Overlay, key: &GroupKey) -> Option<Arc<Group>> {
@@ -239,6 +281,7 @@ impl Writer {
         let key = GroupKey::new(&request.labels);
         let current = self.current(overlay, &key);
         match request.kind {
+            WriteKind::Close => Ok(()),
             WriteKind::Delete => {
                 if let Some(group) = current {
                     self.index.remove(group.families.values().map(|f| &f.family));
@@ -259,6 +302,9 @@ impl Writer {
                 }
                 self.index = Index::new(self.own.clone());
                 Ok(())
+            }
+            WriteKind::Push { .. } if current.is_none() && self.group_count(overlay) >= self.max_groups => {
+                Err(PushError::TooManyGroups(self.max_groups))
             }
             WriteKind::Push { families, replace } => {
                 let time_ns = request.time_ns;
@@ -313,7 +359,9 @@ impl Writer {
         let mut pushed: BTreeMap<String, MetricFamily> = BTreeMap::new();
         for mut family in families {
             let name = family.name.clone().unwrap_or_default();
-            if name == PUSH_TIME || name == PUSH_FAILURE_TIME {
+            // An empty family (possible in protobuf) exposes nothing but would reserve its
+            // name's type for every group; the text parser drops them too.
+            if name == PUSH_TIME || name == PUSH_FAILURE_TIME || family.metric.is_empty() {
                 continue;
             }
             sanitize(&mut family, labels);
@@ -405,9 +453,14 @@ mod tests {
     }
 
     fn open(backend: &MemoryBackend) -> MetricStore {
-        MetricStore::open(Box::new(backend.clone()), HashMap::new(), Arc::new(Telemetry::new()))
-            .unwrap()
-            .0
+        MetricStore::open(
+            Box::new(backend.clone()),
+            HashMap::new(),
+            Arc::new(Telemetry::new()),
+            1000,
+        )
+        .unwrap()
+        .0
     }
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -504,6 +557,39 @@ mod tests {
         store.write(push(labels(&[("job", "b")]), "m 2\n", true)).await.unwrap();
         assert!(store.health().is_ok());
         assert_eq!(open(&backend).snapshot().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn the_groups_limit_refuses_new_groups_only() {
+        let backend = MemoryBackend::default();
+        let store = MetricStore::open(Box::new(backend), HashMap::new(), Arc::new(Telemetry::new()), 2)
+            .unwrap()
+            .0;
+        store.write(push(labels(&[("job", "a")]), "m 1\n", true)).await.unwrap();
+        store.write(push(labels(&[("job", "b")]), "m 1\n", true)).await.unwrap();
+        let err = store
+            .write(push(labels(&[("job", "c")]), "m 1\n", true))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PushError::TooManyGroups(2)), "{err:?}");
+        // A rejected push to a new group creates no group past the limit either.
+        let err = store
+            .write(push(labels(&[("job", "d")]), "m 1 1000\n", true))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PushError::TooManyGroups(2)), "{err:?}");
+        // Existing groups still take pushes; a delete frees a place.
+        store.write(push(labels(&[("job", "a")]), "m 2\n", true)).await.unwrap();
+        store
+            .write(WriteRequest {
+                labels: labels(&[("job", "b")]),
+                time_ns: 2,
+                kind: WriteKind::Delete,
+            })
+            .await
+            .unwrap();
+        store.write(push(labels(&[("job", "c")]), "m 1\n", true)).await.unwrap();
+        assert_eq!(store.snapshot().len(), 2);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
