@@ -1,7 +1,7 @@
 //! The job registry: every job batchgate knows (declared in the config or discovered from a
 //! push), what its pushes say, and its run history; evaluated into [`JobView`]s.
 //!
-//! Data flows one way: the store broadcasts every committed batch, [`run`] feeds it to the
+//! Data flows one way: the store sends every committed batch, [`run`] feeds it to the
 //! registry, and the registry publishes the evaluated views in a `watch` channel for the alerts,
 //! and answers the API, the page and `/metrics` on demand.
 //!
@@ -16,14 +16,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use batchgate_format::MetricFamily;
 use jiff::{SignedDuration, Timestamp};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 
 use super::config::{Config, ConfigError, JobSpec};
 use super::history::History;
 use super::runs::{self, FinishedRun, JobMetrics, Outcome, RunEvent, timestamp_from_secs};
 use super::state::{self, JobFacts};
 use super::view::{JobView, Run};
-use crate::store::{Group, GroupChange, GroupKey, MetricStore};
+use crate::store::{FeedError, Group, GroupChange, GroupKey, MetricStore};
 
 /// How many of the last successful runs the derived duration threshold looks at.
 const THRESHOLD_RUNS: usize = 20;
@@ -613,12 +613,12 @@ pub async fn run(registry: Arc<JobRegistry>, store: MetricStore) {
                         next = evaluate(&registry);
                     }
                 }
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    tracing::warn!(missed, "job registry fell behind the store; resynchronising");
+                Err(FeedError::Lagged) => {
+                    tracing::warn!("job registry fell behind the store; resynchronising");
                     registry.resync(&store.snapshot(), Timestamp::now());
                     next = evaluate(&registry);
                 }
-                Err(broadcast::error::RecvError::Closed) => break,
+                Err(FeedError::Closed) => break,
             },
             () = tokio::time::sleep_until(next) => next = evaluate(&registry),
         }

@@ -14,7 +14,7 @@ use std::sync::{Arc, RwLock};
 
 use batchgate_format::{MetricFamily, proto::Gauge, proto::LabelPair, proto::Metric};
 
-pub use writer::{GroupChange, MetricStore, PushError, WriteKind, WriteRequest};
+pub use writer::{ChangeFeed, FeedError, GroupChange, MetricStore, PushError, WriteKind, WriteRequest};
 
 /// Name of the synthetic gauge holding a group's last successful change.
 pub const PUSH_TIME: &str = "push_time_seconds";

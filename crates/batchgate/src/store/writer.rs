@@ -71,7 +71,7 @@ type Job = (WriteRequest, oneshot::Sender<Result<(), PushError>>);
 pub struct MetricStore {
     tx: mpsc::Sender<Job>,
     published: Arc<Published>,
-    changes: tokio::sync::broadcast::Sender<Arc<Vec<GroupChange>>>,
+    changes: Arc<Subscribers>,
     /// Whether the last commit failed (health turns 500 until one succeeds).
     failing: Arc<AtomicBool>,
 }
@@ -90,7 +90,7 @@ impl MetricStore {
         published.apply(loaded.into_iter().map(|(k, g)| (k, Some(Arc::new(g)))).collect());
         let (tx, rx) = mpsc::channel(QUEUE);
         let failing = Arc::new(AtomicBool::new(false));
-        let (changes, _) = tokio::sync::broadcast::channel(CHANGE_EVENTS);
+        let changes = Arc::new(Subscribers::default());
         let mut writer = Writer {
             backend,
             index: Index::new(own.clone()),
@@ -147,8 +147,11 @@ impl MetricStore {
     /// Every committed batch from now on, as the groups it changed (before and after). A
     /// subscriber that falls more than a thousand batches behind gets `Lagged` and should
     /// resynchronise from [`MetricStore::snapshot`].
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<Vec<GroupChange>>> {
-        self.changes.subscribe()
+    pub fn subscribe(&self) -> ChangeFeed {
+        let (tx, rx) = mpsc::channel(CHANGE_EVENTS);
+        let lagged = Arc::new(AtomicBool::new(false));
+        lock(&self.changes.0).push((tx, lagged.clone()));
+        ChangeFeed { rx, lagged }
     }
 
     /// Why the store cannot take writes now, if it cannot.
@@ -170,8 +173,58 @@ struct Writer {
     published: Arc<Published>,
     telemetry: Arc<Telemetry>,
     failing: Arc<AtomicBool>,
-    changes: tokio::sync::broadcast::Sender<Arc<Vec<GroupChange>>>,
+    changes: Arc<Subscribers>,
     max_groups: usize,
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Who follows committed batches. A bounded channel each, so a batch is freed as soon as it is
+/// read (a broadcast ring would keep the last thousand batches' groups alive), and a subscriber
+/// that falls behind is told so instead of slowing the writer.
+#[derive(Default)]
+pub struct Subscribers(std::sync::Mutex<Vec<(mpsc::Sender<Arc<Vec<GroupChange>>>, Arc<AtomicBool>)>>);
+
+impl Subscribers {
+    fn publish(&self, events: impl FnOnce() -> Vec<GroupChange>) {
+        let mut subscribers = lock(&self.0);
+        subscribers.retain(|(tx, _)| !tx.is_closed());
+        if subscribers.is_empty() {
+            return;
+        }
+        let events = Arc::new(events());
+        for (tx, lagged) in subscribers.iter() {
+            if tx.try_send(events.clone()).is_err() {
+                lagged.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Committed batches, in order, for one subscriber.
+pub struct ChangeFeed {
+    rx: mpsc::Receiver<Arc<Vec<GroupChange>>>,
+    lagged: Arc<AtomicBool>,
+}
+
+/// Why [`ChangeFeed::recv`] has no batch.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FeedError {
+    /// Batches were missed: resynchronise from [`MetricStore::snapshot`].
+    Lagged,
+    /// The store is closed.
+    Closed,
+}
+
+impl ChangeFeed {
+    pub async fn recv(&mut self) -> Result<Arc<Vec<GroupChange>>, FeedError> {
+        if self.lagged.swap(false, Ordering::Relaxed) {
+            return Err(FeedError::Lagged);
+        }
+        self.rx.recv().await.ok_or(FeedError::Closed)
+    }
 }
 
 /// One group as a committed batch changed it (`None`: absent).
@@ -215,17 +268,16 @@ impl Writer {
             self.failing.store(committed.is_err(), Ordering::Relaxed);
             match committed {
                 Ok(()) => {
-                    if self.changes.receiver_count() > 0 {
-                        let events = changes
+                    self.changes.publish(|| {
+                        changes
                             .iter()
                             .map(|(key, after)| GroupChange {
                                 key: key.clone(),
                                 before: self.published.get(key),
                                 after: after.clone(),
                             })
-                            .collect();
-                        let _ = self.changes.send(Arc::new(events));
-                    }
+                            .collect()
+                    });
                     self.published.apply(changes);
                     let groups = self.published.len();
                     self.telemetry
