@@ -191,6 +191,14 @@ pub fn init_logging(level: &str, format: &str) -> anyhow::Result<()> {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    // Checked before anything is opened or created.
+    let port = args.listen_address.rsplit_once(':').map(|(_, port)| port);
+    if port.is_none_or(|p| p.parse::<u16>().is_err()) {
+        bail!(
+            "--web.listen-address={:?} is not HOST:PORT or :PORT (for example :9091 or 127.0.0.1:9091)",
+            args.listen_address
+        );
+    }
     if args.disable_consistency_check {
         tracing::warn!(
             "--push.disable-consistency-check has no effect: batchgate checks every push in O(series pushed) and never stores inconsistent metrics"
@@ -271,10 +279,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                     args.listen_address
                 )
             })?,
-        Err(e) => bail!(
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => bail!(
             "cannot listen on {}: {e}; is another process using the port?",
             args.listen_address
         ),
+        Err(e) => bail!("cannot listen on {}: {e}", args.listen_address),
     };
     tracing::info!(address = %listener.local_addr()?, "listening");
     let router = axum::Router::new().fallback(api::dispatch).with_state(app.clone());

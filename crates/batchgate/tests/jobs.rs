@@ -110,7 +110,7 @@ fn jobs_from_pushes_api_metrics_cli_reload_and_restart() {
     let config = dir.path().join("batchgate.yml");
     write_config(&config, "");
     let config_arg = format!("--config={}", config.display());
-    let mut server = Server::batchgate_at(&data, &[&config_arg]);
+    let mut server = Server::batchgate_at(&data, &[&config_arg, "--web.enable-lifecycle"]);
 
     // Declared jobs are there before any push.
     assert_eq!(job_names(&server), ["data-sync", "ef-update"]);
@@ -314,6 +314,8 @@ fn jobs_from_pushes_api_metrics_cli_reload_and_restart() {
         job_names(&server).contains(&"adhoc".to_owned()),
         "its group is still stored"
     );
+    // Without --web.enable-lifecycle, POST /-/reload is refused (SIGHUP still works).
+    assert_eq!(reload(&server), (403, "Lifecycle API is not enabled.\n".to_owned()));
 }
 
 #[test]

@@ -214,6 +214,11 @@ pub fn route(app: &App, method: &Method, path: &str) -> (&'static str, Response)
 
 /// `POST /-/reload`: re-reads the config file; on error the old config and state stay.
 pub async fn reload(app: Arc<App>) -> Response {
+    // Like Prometheus' reload and the Pushgateway's quit, behind --web.enable-lifecycle: the
+    // listener is open to everyone who can push. SIGHUP always reloads.
+    if !app.enable_lifecycle {
+        return plain(StatusCode::FORBIDDEN, "Lifecycle API is not enabled.");
+    }
     let result = tokio::task::spawn_blocking(move || {
         let snapshot = app.store.snapshot();
         app.jobs.reload(&snapshot).map(|_| ())
