@@ -185,7 +185,10 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// read (a broadcast ring would keep the last thousand batches' groups alive), and a subscriber
 /// that falls behind is told so instead of slowing the writer.
 #[derive(Default)]
-pub struct Subscribers(std::sync::Mutex<Vec<(mpsc::Sender<Arc<Vec<GroupChange>>>, Arc<AtomicBool>)>>);
+pub struct Subscribers(std::sync::Mutex<Vec<Subscriber>>);
+
+/// A subscriber's channel and whether it missed a batch.
+type Subscriber = (mpsc::Sender<Arc<Vec<GroupChange>>>, Arc<AtomicBool>);
 
 impl Subscribers {
     fn publish(&self, events: impl FnOnce() -> Vec<GroupChange>) {
