@@ -21,7 +21,7 @@ use crate::telemetry::Telemetry;
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 1024;
 /// Committed batches a slow subscriber may fall behind by before it must resynchronise.
-const CHANGE_EVENTS: usize = 1024;
+const CHANGE_EVENTS: usize = 128;
 /// Writes waiting for the writer before callers wait to enqueue.
 const QUEUE: usize = 4096;
 
