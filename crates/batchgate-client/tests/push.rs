@@ -51,9 +51,7 @@ impl Scripted {
             for (i, stream) in listener.incoming().enumerate() {
                 let Ok(stream) = stream else { return };
                 let answer = answers[i.min(answers.len() - 1)];
-                if let Some(req) = serve(stream, answer) {
-                    seen.lock().unwrap().push(req);
-                }
+                serve(stream, answer, &seen);
             }
         });
         Scripted {
@@ -68,8 +66,9 @@ impl Scripted {
     }
 }
 
-/// Reads one request and answers it, closing the connection.
-fn serve(stream: TcpStream, (status, headers): Answer) -> Option<Request> {
+/// Reads one request, records it (before answering, so a client that got its answer always
+/// finds its request recorded) and answers it, closing the connection.
+fn serve(stream: TcpStream, (status, headers): Answer, seen: &Mutex<Vec<Request>>) -> Option<()> {
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let mut reader = BufReader::new(stream.try_clone().ok()?);
     let mut line = String::new();
@@ -105,14 +104,14 @@ fn serve(stream: TcpStream, (status, headers): Answer) -> Option<Request> {
     }
     answer.push_str("\r\n");
     answer.push_str(&text);
-    let mut stream = stream;
-    stream.write_all(answer.as_bytes()).ok()?;
-    Some(Request {
+    seen.lock().unwrap().push(Request {
         method,
         path,
         headers: req_headers,
         body,
-    })
+    });
+    let mut stream = stream;
+    stream.write_all(answer.as_bytes()).ok()
 }
 
 /// Fast backoff for tests: 100 ms, 200 ms, …
