@@ -157,12 +157,10 @@ pub struct Problem {
 /// Why a config file was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{file}: {source}")]
-    Read {
-        file: String,
-        #[source]
-        source: std::io::Error,
-    },
+    // The I/O error is part of the message, not a `source`: the edges print `{:#}`, which would
+    // repeat it.
+    #[error("cannot read the config file {file}: {error}")]
+    Read { file: String, error: std::io::Error },
     #[error("{}", Located { file, problems })]
     Invalid { file: String, problems: Vec<Problem> },
 }
@@ -301,9 +299,9 @@ impl Config {
     /// Reads and validates a config file; derived thresholds are measured from now.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
-        let source = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let source = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             file: file.clone(),
-            source,
+            error,
         })?;
         Config::parse(&source, &file, Timestamp::now())
     }
@@ -839,8 +837,12 @@ mod tests {
         assert!(text.contains("    next run:      "), "{text}");
 
         let missing = dir.path().join("missing.yml");
-        let err = Config::load(&missing).unwrap_err().to_string();
-        assert!(err.starts_with(&format!("{}: ", missing.display())), "{err}");
+        let err = format!("{:#}", anyhow::Error::from(Config::load(&missing).unwrap_err()));
+        assert!(
+            err.starts_with(&format!("cannot read the config file {}: ", missing.display())),
+            "{err}"
+        );
+        assert_eq!(err.matches("No such file").count(), 1, "said once: {err}");
         std::fs::write(&path, "jobs:\n  - name: a\n    schedule: nope\n").unwrap();
         let err = format!("{:#}", check_config(&path).unwrap_err());
         assert!(
