@@ -12,28 +12,14 @@ mod support;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::Server;
+use support::{Server, http_client as client, unix_now as now};
 
 /// Longest wait for one alert to arrive.
 const WAIT: Duration = Duration::from_secs(20);
 const HOUR: f64 = 3600.0;
-
-fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
-fn client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client")
-}
 
 /// A webhook receiver recording every JSON body POSTed to it (Alertmanager's notifications), on its
 /// own runtime so the tests themselves stay blocking.

@@ -6,26 +6,12 @@ mod support;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Server, batchgate_bin, parse_exposition};
+use support::{Server, batchgate_bin, http_client as client, parse_exposition, unix_now as now};
 
 const EXAMPLE: &str = include_str!("../../../examples/batchgate.yml");
-
-fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
-fn client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client")
-}
 
 fn put(server: &Server, path: &str, body: String) {
     let r = client()

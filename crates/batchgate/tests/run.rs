@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use support::{Sample, Server, batchgate_bin, parse_exposition};
+use support::{Sample, Server, batchgate_bin, scrape, unix_now as now};
 
 /// What a finished `batchgate run` left.
 struct Ran {
@@ -101,18 +101,6 @@ fn down_gateway() -> String {
     "http://127.0.0.1:1".to_string()
 }
 
-fn scrape(server: &Server) -> (String, Vec<Sample>) {
-    let text = reqwest::blocking::Client::new()
-        .get(format!("{}/metrics", server.url))
-        .timeout(Duration::from_secs(10))
-        .send()
-        .and_then(|r| r.error_for_status())
-        .and_then(|r| r.text())
-        .expect("scrape");
-    let samples = parse_exposition(&text);
-    (text, samples)
-}
-
 /// The value of `name` for job `job` (and `extra` labels), if exactly one such series exists.
 fn value(samples: &[Sample], name: &str, job: &str, extra: &[(&str, &str)]) -> Option<f64> {
     let found: Vec<f64> = samples
@@ -143,13 +131,6 @@ fn only(status: &str) -> BTreeMap<String, f64> {
         .iter()
         .map(|s| (s.to_string(), if *s == status { 1.0 } else { 0.0 }))
         .collect()
-}
-
-fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs_f64()
 }
 
 /// Deterministic pseudo-random bytes (xorshift), every byte value included.

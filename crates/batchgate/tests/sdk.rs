@@ -5,36 +5,17 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use batchgate_client::{BatchJobMetrics, Error, RetryPolicy};
-use support::{Sample, Server, parse_exposition};
+use support::{Sample, Server, scrape, unix_now as now};
 
 fn gateways() -> [Server; 2] {
     [Server::batchgate(&[]), Server::pushgateway(&[])]
 }
 
-fn scrape(server: &Server) -> (String, Vec<Sample>) {
-    let text = reqwest::blocking::Client::new()
-        .get(format!("{}/metrics", server.url))
-        .timeout(Duration::from_secs(10))
-        .send()
-        .and_then(|r| r.error_for_status())
-        .and_then(|r| r.text())
-        .expect("scrape");
-    let samples = parse_exposition(&text);
-    (text, samples)
-}
-
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-}
-
-fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs_f64()
 }
 
 /// The `# TYPE` of `family` in a text exposition.

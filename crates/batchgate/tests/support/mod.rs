@@ -404,3 +404,31 @@ pub fn alertmanager_on(port: u16, webhook_url: &str) -> Server {
     s._dir = Some(dir);
     s
 }
+
+/// Unix time now, in seconds, as pushed metrics carry it.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// An HTTP client with a 10 s timeout.
+pub fn http_client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+/// `GET /metrics` of a server: the text and its parsed samples.
+pub fn scrape(server: &Server) -> (String, Vec<Sample>) {
+    let text = http_client()
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .and_then(|r| r.error_for_status())
+        .and_then(|r| r.text())
+        .expect("scrape");
+    let samples = parse_exposition(&text);
+    (text, samples)
+}
